@@ -1,0 +1,41 @@
+/* plan.h - memory plans: shapes, kernels and arena offsets for one set of input shapes.
+ *
+ * A plan is built by an execution context the first time it sees an input signature (dtypes,
+ * shapes, and the data of the few inputs that decide shapes). Building runs shape inference
+ * node by node, computes values that shape inference needs, then lays every intermediate
+ * tensor out in one arena by lifetime. Running a plan only calls the resolved kernels.
+ */
+#ifndef ENGINE_PLAN_H
+#define ENGINE_PLAN_H
+
+#include "engine/graph.h"
+
+typedef struct eng_plan eng_plan;
+
+/* Builds a plan for INPUTS (one per model input, in order). With DRY set, input data may be
+ * NULL and no arena is allocated: the plan only checks the graph (used at load). */
+ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, bool dry,
+                             eng_plan **out);
+
+/* True when INPUTS have the signature the plan was built for. */
+bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor *inputs);
+
+/* Runs the plan on INPUTS (same signature). */
+ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs);
+
+/* The tensor of value V after a run. */
+const eng_tensor *eng_plan_value(const eng_plan *p, int v);
+
+void eng_plan_free(eng_plan *p);
+
+/* Checks INPUT against model input number I (dtype and declared dims, and with NEED_DATA a
+ * data pointer). */
+ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *input,
+                              bool need_data);
+
+/* Infers and runs node N once on INS, allocating its outputs OUTS in POOL. Used for constant
+ * folding at load and for values that shape inference needs while planning. */
+ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *outs,
+                            core_pool *pool);
+
+#endif

@@ -1,0 +1,295 @@
+/* runner.c - runs one ONNX backend test case (model.onnx + test_data_set_N/) through Ferry's
+ * public API and compares every output with the expected one, as ONNX's own runner does:
+ * |actual - expected| <= atol + rtol * |expected|, rtol 1e-3, atol 1e-7, NaN equal to NaN.
+ *
+ * usage: ferry-conformance [--json] CASE_DIR
+ * exit:  0 pass, 77 unsupported by Ferry (reported as skipped by CTest), 1 fail.
+ */
+#include "ferry.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define EXIT_UNSUPPORTED 77
+#define RTOL 1e-3
+#define ATOL 1e-7
+
+static bool json;
+static const char *case_dir;
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
+        else putchar(*s);
+    }
+    putchar('"');
+}
+
+static int report(int code, const char *ops, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int report(int code, const char *ops, const char *fmt, ...)
+{
+    char msg[2048] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    const char *word = code == 0 ? "pass" : code == EXIT_UNSUPPORTED ? "unsupported" : "fail";
+    if (json) {
+        printf("{\"case\": ");
+        json_str(case_dir);
+        printf(", \"status\": \"%s\", \"ops\": ", word);
+        json_str(ops);
+        printf(", \"reason\": ");
+        json_str(msg);
+        printf("}\n");
+    } else {
+        printf("%s %s%s%s\n", word, case_dir, *msg ? ": " : "", msg);
+    }
+    return code;
+}
+
+static double value_at(const ferry_tensor_view *v, int64_t i)
+{
+    switch (v->dtype) {
+    case FERRY_DTYPE_FLOAT: return ((const float *)v->data)[i];
+    case FERRY_DTYPE_DOUBLE: return ((const double *)v->data)[i];
+    case FERRY_DTYPE_BOOL:
+    case FERRY_DTYPE_UINT8: return ((const uint8_t *)v->data)[i];
+    case FERRY_DTYPE_INT8: return ((const int8_t *)v->data)[i];
+    case FERRY_DTYPE_UINT16: return ((const uint16_t *)v->data)[i];
+    case FERRY_DTYPE_INT16: return ((const int16_t *)v->data)[i];
+    case FERRY_DTYPE_INT32: return ((const int32_t *)v->data)[i];
+    case FERRY_DTYPE_UINT32: return ((const uint32_t *)v->data)[i];
+    case FERRY_DTYPE_INT64: return (double)((const int64_t *)v->data)[i];
+    case FERRY_DTYPE_UINT64: return (double)((const uint64_t *)v->data)[i];
+    case FERRY_DTYPE_FLOAT16:
+    case FERRY_DTYPE_BFLOAT16: {
+        uint16_t h = ((const uint16_t *)v->data)[i];
+        if (v->dtype == FERRY_DTYPE_BFLOAT16) {
+            uint32_t u = (uint32_t)h << 16;
+            float f;
+            memcpy(&f, &u, 4);
+            return f;
+        }
+        int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+        double s = (h >> 15) ? -1 : 1;
+        if (e == 0) return s * ldexp(m, -24);
+        if (e == 31) return m ? NAN : s * INFINITY;
+        return s * ldexp(m + 1024, e - 25);
+    }
+    default: return NAN;
+    }
+}
+
+static bool exact_type(ferry_dtype dt)
+{
+    return dt != FERRY_DTYPE_FLOAT && dt != FERRY_DTYPE_DOUBLE && dt != FERRY_DTYPE_FLOAT16 &&
+           dt != FERRY_DTYPE_BFLOAT16;
+}
+
+/* Compares one output; writes the first mismatch into WHY. */
+static bool compare(const char *name, const ferry_tensor_view *got, const ferry_tensor_view *want,
+                    char *why, size_t size)
+{
+    if (got->dtype != want->dtype) {
+        snprintf(why, size, "output '%s': dtype %s, expected %s", name,
+                 ferry_dtype_name(got->dtype), ferry_dtype_name(want->dtype));
+        return false;
+    }
+    bool same = got->rank == want->rank;
+    for (int d = 0; same && d < got->rank; d++) same = got->dims[d] == want->dims[d];
+    if (!same) {
+        char a[256] = "[", b[256] = "[";
+        for (int d = 0; d < got->rank; d++)
+            snprintf(a + strlen(a), sizeof(a) - strlen(a), "%s%lld", d ? "," : "",
+                     (long long)got->dims[d]);
+        for (int d = 0; d < want->rank; d++)
+            snprintf(b + strlen(b), sizeof(b) - strlen(b), "%s%lld", d ? "," : "",
+                     (long long)want->dims[d]);
+        snprintf(why, size, "output '%s': shape %s], expected %s]", name, a, b);
+        return false;
+    }
+    int64_t n = ferry_tensor_view_count(want);
+    for (int64_t i = 0; i < n; i++) {
+        double x = value_at(got, i), y = value_at(want, i);
+        bool ok;
+        if (exact_type(want->dtype) && want->dtype != FERRY_DTYPE_INT64 &&
+            want->dtype != FERRY_DTYPE_UINT64)
+            ok = x == y;
+        else if (want->dtype == FERRY_DTYPE_INT64 || want->dtype == FERRY_DTYPE_UINT64)
+            ok = !memcmp((const char *)got->data + i * 8, (const char *)want->data + i * 8, 8);
+        else if (isnan(y))
+            ok = isnan(x);
+        else if (isinf(y))
+            ok = x == y;
+        else
+            ok = fabs(x - y) <= ATOL + RTOL * fabs(y);
+        if (!ok) {
+            snprintf(why, size, "output '%s': element %lld is %.9g, expected %.9g", name,
+                     (long long)i, x, y);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static int run_set(ferry_model *model, ferry_context *ctx, const char *set, const char *ops)
+{
+    size_t n_in = ferry_model_input_count(model);
+    ferry_tensor *files[256] = {0};
+    ferry_tensor_view views[256];
+    int rc = 0;
+    char path[4096], why[1024];
+    size_t n_files = 0;
+    while (n_files < 256) {
+        snprintf(path, sizeof(path), "%s/input_%zu.pb", set, n_files);
+        if (!exists(path)) break;
+        n_files++;
+    }
+    if (n_files != n_in) {
+        rc = report(EXIT_UNSUPPORTED, ops,
+                    "%s has %zu input files for a model with %zu inputs (optional inputs left "
+                    "out)",
+                    set, n_files, n_in);
+        goto out;
+    }
+    for (size_t i = 0; i < n_files; i++) {
+        snprintf(path, sizeof(path), "%s/input_%zu.pb", set, i);
+        ferry_tensor *t;
+        ferry_status *st = ferry_tensor_read_file(path, &t);
+        if (st) {
+            rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1,
+                        ops, "%s", ferry_status_message(st));
+            ferry_status_free(st);
+            goto out;
+        }
+        /* Bind by name when the file names a model input, else by position. */
+        int idx = ferry_model_input_index(model, ferry_tensor_name(t));
+        if (idx < 0) idx = (int)i;
+        if (files[idx]) idx = (int)i;
+        ferry_tensor_free(files[idx]);
+        files[idx] = t;
+    }
+    for (size_t i = 0; i < n_in; i++) {
+        if (!files[i]) {
+            rc = report(1, ops, "no data for input %zu", i);
+            goto out;
+        }
+        views[i] = *ferry_tensor_get_view(files[i]);
+    }
+    ferry_status *st = ferry_context_run(ctx, views, n_in);
+    if (st) {
+        rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1, ops,
+                    "%s", ferry_status_message(st));
+        ferry_status_free(st);
+        goto out;
+    }
+    for (size_t o = 0; o < ferry_model_output_count(model); o++) {
+        snprintf(path, sizeof(path), "%s/output_%zu.pb", set, o);
+        ferry_tensor *want;
+        ferry_tensor_view got;
+        ferry_value_info info;
+        ferry_model_output_info(model, o, &info);
+        if ((st = ferry_tensor_read_file(path, &want))) {
+            rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1,
+                        ops, "%s", ferry_status_message(st));
+            ferry_status_free(st);
+            goto out;
+        }
+        if ((st = ferry_context_output(ctx, o, &got))) {
+            rc = report(1, ops, "%s", ferry_status_message(st));
+            ferry_status_free(st);
+            ferry_tensor_free(want);
+            goto out;
+        }
+        bool ok = compare(info.name, &got, ferry_tensor_get_view(want), why, sizeof(why));
+        ferry_tensor_free(want);
+        if (!ok) {
+            rc = report(1, ops, "%s: %s", set, why);
+            goto out;
+        }
+    }
+out:
+    for (size_t i = 0; i < 256; i++) ferry_tensor_free(files[i]);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int a = 1;
+    if (a < argc && !strcmp(argv[a], "--json")) {
+        json = true;
+        a++;
+    }
+    if (a + 1 != argc) {
+        fprintf(stderr, "usage: ferry-conformance [--json] CASE_DIR\n");
+        return 2;
+    }
+    case_dir = argv[a];
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/model.onnx", case_dir);
+    ferry_model *model;
+    ferry_status *st = ferry_model_open_file(path, NULL, &model);
+    if (st) {
+        int code = ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1;
+        report(code, "", "%s", ferry_status_message(st));
+        ferry_status_free(st);
+        return code;
+    }
+    char ops[1024] = "";
+    for (size_t k = 0; k < ferry_model_node_count(model); k++) {
+        const char *op = ferry_model_node_op(model, k);
+        char pat[160];
+        snprintf(pat, sizeof(pat), " %s ", op);
+        char padded[1040];
+        snprintf(padded, sizeof(padded), " %s ", ops);
+        if (!strstr(padded, pat) && strlen(ops) + strlen(op) + 2 < sizeof(ops))
+            snprintf(ops + strlen(ops), sizeof(ops) - strlen(ops), "%s%s", *ops ? " " : "", op);
+    }
+    ferry_context *ctx;
+    if ((st = ferry_context_create(model, &ctx))) {
+        report(1, ops, "%s", ferry_status_message(st));
+        ferry_status_free(st);
+        ferry_model_close(model);
+        return 1;
+    }
+    int rc = 0, sets = 0;
+    DIR *d = opendir(case_dir);
+    struct dirent *e;
+    char names[64][256];
+    int n_names = 0;
+    while (d && (e = readdir(d)) && n_names < 64)
+        if (!strncmp(e->d_name, "test_data_set_", 14))
+            snprintf(names[n_names++], sizeof(names[0]), "%s", e->d_name);
+    if (d) closedir(d);
+    for (int i = 0; i < n_names && rc == 0; i++) {
+        char set[4096];
+        snprintf(set, sizeof(set), "%s/%s", case_dir, names[i]);
+        rc = run_set(model, ctx, set, ops);
+        sets++;
+    }
+    if (rc == 0) {
+        if (sets == 0) rc = report(1, ops, "no test_data_set_* folders");
+        else report(0, ops, "%d data set%s", sets, sets == 1 ? "" : "s");
+    }
+    ferry_context_destroy(ctx);
+    ferry_model_close(model);
+    return rc;
+}
