@@ -9,6 +9,7 @@
 #include "ferry.h"
 #include "pbw.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -359,6 +360,63 @@ static void input_echoed_as_output_outlives_the_call(void **state)
     free(m.d);
 }
 
+typedef struct worker {
+    const ferry_model *model;
+    int rows;
+    int failures;
+} worker;
+
+static void *run_worker(void *arg)
+{
+    worker *w = arg;
+    ferry_context *ctx;
+    if (ferry_context_create(w->model, &ctx)) {
+        w->failures++;
+        return NULL;
+    }
+    float x[3 * 8];
+    for (int i = 0; i < 3 * 8; i++) x[i] = (float)(i % 5);
+    for (int it = 0; it < 300; it++) {
+        int rows = 1 + (w->rows + it) % 8; /* shapes change, so plans are rebuilt too */
+        ferry_tensor_view in = {FERRY_DTYPE_FLOAT, 2, {rows, 3}, x};
+        ferry_status *st = ferry_context_run(ctx, &in, 1);
+        ferry_tensor_view out;
+        if (st || ferry_context_output(ctx, 0, &out) || out.dims[0] != rows) {
+            ferry_status_free(st);
+            w->failures++;
+            continue;
+        }
+        const float *y = out.data;
+        for (int r = 0; r < rows; r++) {
+            const float *xr = &x[r * 3];
+            float y0 = xr[0] * 1 + xr[1] * 3 + xr[2] * 5, y1 = xr[0] * 2 + xr[1] * 4 + xr[2] * 6;
+            if (y[r * 2] != y0 || y[r * 2 + 1] != y1) w->failures++;
+        }
+    }
+    ferry_context_destroy(ctx);
+    return NULL;
+}
+
+static void contexts_share_one_model_across_threads(void **state)
+{
+    (void)state;
+    pbw m = matmul_model();
+    ferry_model *model;
+    assert_null(open_pbw(&m, &model));
+    pthread_t threads[6];
+    worker workers[6];
+    for (int i = 0; i < 6; i++) {
+        workers[i] = (worker){model, i, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, run_worker, &workers[i]), 0);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(workers[i].failures, 0);
+    }
+    ferry_model_close(model);
+    free(m.d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +430,7 @@ int main(void)
         cmocka_unit_test(rejects_external_data_outside_folder),
         cmocka_unit_test(rejects_garbage_and_empty_buffers),
         cmocka_unit_test(input_echoed_as_output_outlives_the_call),
+        cmocka_unit_test(contexts_share_one_model_across_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
