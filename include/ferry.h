@@ -51,6 +51,8 @@ typedef enum ferry_code {
     FERRY_ERR_NO_MEMORY,        /* an allocation failed or a size limit was exceeded */
     FERRY_ERR_RUNTIME,          /* a value computed while running is invalid (index out of range) */
     FERRY_ERR_INTERNAL,         /* a bug in Ferry: please report it */
+    FERRY_ERR_UNAVAILABLE,      /* temporarily unable: queue full, model loading or draining */
+    FERRY_ERR_TIMEOUT,          /* a deadline passed before the work was done */
     FERRY_CODE_COUNT
 } ferry_code;
 

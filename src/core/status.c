@@ -78,6 +78,8 @@ const char *ferry_code_name(ferry_code code)
         [FERRY_ERR_NO_MEMORY] = "no_memory",
         [FERRY_ERR_RUNTIME] = "runtime_error",
         [FERRY_ERR_INTERNAL] = "internal_error",
+        [FERRY_ERR_UNAVAILABLE] = "unavailable",
+        [FERRY_ERR_TIMEOUT] = "timeout",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == FERRY_CODE_COUNT, "code names");
     if ((unsigned)code >= FERRY_CODE_COUNT) return "unknown";
