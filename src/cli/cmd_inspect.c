@@ -81,8 +81,13 @@ int cli_inspect(int argc, char **argv)
     free(counts);
     uint64_t params, bytes;
     ferry_model_parameter_stats(m, &params, &bytes);
-    printf("parameters: %llu (%.2f MiB)\n", (unsigned long long)params,
-           (double)bytes / (1024.0 * 1024.0));
+    const char *unit = "bytes";
+    double size = (double)bytes;
+    if (bytes >= (1u << 30)) size /= 1024.0 * 1024.0 * 1024.0, unit = "GiB";
+    else if (bytes >= (1u << 20)) size /= 1024.0 * 1024.0, unit = "MiB";
+    else if (bytes >= 1024) size /= 1024.0, unit = "KiB";
+    printf("parameters: %llu (%.*f %s)\n", (unsigned long long)params, bytes < 1024 ? 0 : 2, size,
+           unit);
     ferry_model_close(m);
     return CLI_EXIT_OK;
 }

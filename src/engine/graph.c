@@ -256,10 +256,15 @@ static ferry_status *resolve_ops(ferry_model *m)
                               n->name, n->op_type, dom);
         n->opset = opset > 1000 ? 1000 : (int)opset;
         n->op = eng_op_find(n->domain, n->op_type, n->opset);
-        if (!n->op)
+        if (!n->op && *n->name)
             return core_error(FERRY_ERR_UNSUPPORTED,
                               "unsupported operator '%s' (domain '%s', opset %lld) in node '%s'",
                               n->op_type, dom, (long long)opset, n->name);
+        if (!n->op)
+            return core_error(FERRY_ERR_UNSUPPORTED,
+                              "unsupported operator '%s' (domain '%s', opset %lld) in node #%d "
+                              "(unnamed)",
+                              n->op_type, dom, (long long)opset, k);
         if (n->op->init) {
             ferry_status *st = n->op->init(n, n->opset, &n->state);
             if (st) return core_error_wrap(st, "node '%s' (%s)", n->name, n->op_type);

@@ -128,6 +128,12 @@ ferry_status *eng_broadcast_shapes(eng_tensor *out, const eng_tensor *const *ins
  * when T is not an integer tensor or has more than MAX elements. *count receives the count. */
 ferry_status *eng_read_ints(const eng_tensor *t, int64_t *dst, size_t max, size_t *count);
 
+/* Writes a dense row-major tensor of RANK/DIMS whose element (i0, i1, ...) is read from SRC at
+ * element offset i0*strides[0] + i1*strides[1] + ...; strides may be 0 (broadcast) or negative
+ * (reversed). Elements are ESZ bytes. Behind Transpose, Slice, Expand (ops/layout_copy.c). */
+void eng_copy_strided(void *dst, const void *src, size_t esz, int rank, const int64_t *dims,
+                      const int64_t *strides);
+
 /* Error for an input dtype that the operator does not support. */
 ferry_status *eng_bad_dtype(const char *what, ferry_dtype dt);
 
