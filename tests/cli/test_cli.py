@@ -11,6 +11,7 @@ say what a user needs, and every error is one "ferry: ..." line on stderr with a
 status (2 for usage errors, 1 for the rest) and never a crash.
 """
 
+import io
 import os
 import re
 import subprocess
@@ -232,7 +233,8 @@ def test_symbolic_dim_accepts_any_size(symbolic_model, tmp_path, out_dir, batch)
 
 def test_symbolic_dim_still_checks_fixed_dims(symbolic_model, tmp_path, out_dir):
     np.save(tmp_path / "x.npy", np.zeros((5, 4), dtype=np.float32))
-    line = assert_error(ferry("run", symbolic_model, tmp_path / "x.npy", "-o", out_dir), 1, "pixels")
+    line = assert_error(ferry("run", symbolic_model, tmp_path / "x.npy", "-o", out_dir), 1,
+                        "pixels")
     assert "4" in line
 
 
@@ -338,7 +340,29 @@ def test_inspect(tmp_path):
     assert any(re.search(r"\b2\b", line) for line in relu_lines), (
         "Relu count 2 not shown:\n" + text)
     assert re.search(r"\b21\b", text), "parameter count 21 not shown:\n" + text
-    assert re.search(r"\b84\b", text), "parameter size 84 bytes not shown:\n" + text
+
+
+SIZE_UNITS = {"b": 1, "byte": 1, "bytes": 1, "kb": 1000, "kib": 1024, "mb": 1000**2,
+              "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+
+
+def test_inspect_parameter_size(tmp_path):
+    """The weights' size is shown in some unit; 1 MiB of weights must read as about that."""
+    weight = np.zeros((256, 1024), dtype=np.float32)  # 262144 parameters, 1048576 bytes
+    model = make_model([helper.make_node("MatMul", ["x", "w"], ["y"])],
+                       [float_info("x", [1, 256])], [float_info("y", [1, 1024])],
+                       initializers=[numpy_helper.from_array(weight, "w")])
+    result = ferry("inspect", save_model(model, tmp_path / "big.onnx"))
+    assert_ok(result)
+    text = result.stdout
+    assert "262144" in text.replace(",", "").replace("_", ""), (
+        "parameter count not shown:\n" + text)
+    sizes = []
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([KMG]i?B|kB|B|bytes?)\b", text,
+                                  flags=re.IGNORECASE):
+        sizes.append(float(value) * SIZE_UNITS[unit.lower()])
+    assert any(abs(size - 1048576) <= 0.06 * 1048576 for size in sizes), (
+        "no size of about 1 MiB in:\n" + text)
 
 
 def test_inspect_custom_domain_opset(tmp_path):
@@ -409,7 +433,6 @@ def test_unknown_input_extension(sub_model, inputs, tmp_path, out_dir):
 
 
 def npy_bytes(array):
-    import io
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
