@@ -149,6 +149,9 @@ typedef struct ferry_model ferry_model;
 typedef struct ferry_model_options {
     /* Upper bound on the bytes of weights a model may declare; 0 means the default (16 GiB). */
     uint64_t max_weight_bytes;
+    /* Threads each execution context uses inside one run (the caller's thread included);
+     * 0 or 1 runs single-threaded. Each context owns its own workers. */
+    int intra_op_threads;
 } ferry_model_options;
 
 /* Describes one graph input or output. Strings and arrays belong to the model. */

@@ -338,6 +338,23 @@ static void mark_plan_values(ferry_model *m)
     }
 }
 
+/* Lets operators prepare constant inputs (weights) once for all contexts. */
+static ferry_status *pack_weights(ferry_model *m)
+{
+    const eng_tensor *ins[64];
+    for (int k = 0; k < m->n_nodes; k++) {
+        eng_node *n = &m->nodes[k];
+        if (n->folded || n->plan_time || !n->op->pack || n->n_in > 64) continue;
+        for (int i = 0; i < n->n_in; i++) {
+            int v = n->in[i];
+            ins[i] = v >= 0 && m->values[v].kind == ENG_VALUE_CONST ? &m->values[v].tensor : NULL;
+        }
+        ferry_status *st = n->op->pack(n, ins, n->state, &n->packed);
+        if (st) return core_error_wrap(st, "node '%s' (%s)", n->name, n->op_type);
+    }
+    return NULL;
+}
+
 ferry_status *eng_graph_finish(ferry_model *m)
 {
     ferry_status *st;
@@ -345,6 +362,7 @@ ferry_status *eng_graph_finish(ferry_model *m)
     if ((st = resolve_ops(m))) return st;
     if ((st = fold_constants(m))) return st;
     mark_plan_values(m);
+    if ((st = pack_weights(m))) return st;
     m->node_ops = core_pool_alloc(&m->pool, ((size_t)m->n_nodes + 1) * sizeof(char *), 8);
     if (!m->node_ops) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
     for (int k = 0; k < m->n_nodes; k++) {

@@ -52,6 +52,7 @@ struct eng_node {
     const eng_op *op;
     int opset;
     void *state;  /* from op->init */
+    void *packed; /* from op->pack */
     bool folded;  /* computed at load: its outputs are constants */
     bool plan_time; /* its outputs are needed by shape inference: run while planning */
 };
@@ -89,6 +90,7 @@ struct ferry_model {
     int *outputs;
     int n_outputs;
     uint64_t max_weight_bytes, weight_bytes;
+    int intra_op_threads;
     uint64_t param_count, param_bytes;
     const char **node_ops; /* "Domain:Op" per node, for ferry_model_node_op */
 

@@ -16,12 +16,16 @@
 struct ferry_context {
     const ferry_model *model;
     eng_plan *plan;
+    core_threadpool *threads;
     bool has_outputs;
 };
 
 void ferry_model_close(ferry_model *m)
 {
     if (!m) return;
+    for (int k = 0; k < m->n_nodes; k++)
+        if (m->nodes[k].op && m->nodes[k].op->unpack && m->nodes[k].packed)
+            m->nodes[k].op->unpack(m->nodes[k].packed);
     for (int k = 0; k < m->n_nodes; k++)
         if (m->nodes[k].op && m->nodes[k].op->fini && m->nodes[k].state)
             m->nodes[k].op->fini(m->nodes[k].state);
@@ -64,6 +68,7 @@ static ferry_status *open_common(ferry_model *m, const void *data, size_t size,
 {
     m->max_weight_bytes =
         options && options->max_weight_bytes ? options->max_weight_bytes : DEFAULT_MAX_WEIGHTS;
+    m->intra_op_threads = options && options->intra_op_threads > 0 ? options->intra_op_threads : 1;
     ferry_status *st = eng_load_model(m, data, size);
     if (!st) st = check_static(m);
     return st;
@@ -261,6 +266,11 @@ ferry_status *ferry_context_create(const ferry_model *model, ferry_context **out
     ferry_context *c = calloc(1, sizeof(*c));
     if (!c) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
     c->model = model;
+    ferry_status *st = core_threadpool_create(model->intra_op_threads, &c->threads);
+    if (st) {
+        free(c);
+        return st;
+    }
     *out = c;
     return NULL;
 }
@@ -269,6 +279,7 @@ void ferry_context_destroy(ferry_context *c)
 {
     if (!c) return;
     eng_plan_free(c->plan);
+    core_threadpool_destroy(c->threads);
     free(c);
 }
 
@@ -296,7 +307,7 @@ ferry_status *ferry_context_run(ferry_context *c, const ferry_tensor_view *input
         c->plan = NULL;
         if ((st = eng_plan_build(m, inputs, false, &c->plan))) return st;
     }
-    if ((st = eng_plan_run(c->plan, m, inputs))) return st;
+    if ((st = eng_plan_run(c->plan, m, inputs, c->threads))) return st;
     c->has_outputs = true;
     return NULL;
 }

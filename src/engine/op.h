@@ -21,6 +21,7 @@
 #include "ferry.h"
 #include "core/status.h"
 #include "core/dtype.h"
+#include "core/threadpool.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,6 +60,8 @@ typedef struct eng_op_call {
     const void *state;   /* what init stored; shared by every thread: read only */
     void *workspace;     /* run: scratch memory of workspace_size bytes, 64-byte aligned */
     size_t workspace_size; /* infer sets it (0 by default) */
+    const void *packed;  /* what pack prepared from constant inputs (NULL when none) */
+    core_threadpool *threads; /* run: the context's intra-op pool; may be NULL (one thread) */
 } eng_op_call;
 
 typedef struct eng_op {
@@ -70,6 +73,13 @@ typedef struct eng_op {
     void (*fini)(void *state);                                            /* may be NULL */
     ferry_status *(*infer)(eng_op_call *call);
     ferry_status *(*run)(eng_op_call *call);
+    /* Optional, called once at load after constant folding: INPUTS[i] is the tensor of input i
+     * when it is a constant (weights), NULL otherwise. Lets an operator prepare weights once
+     * (packed GEMM panels, folded layouts) for every context to share; *packed is freed with
+     * unpack. A NULL *packed means "nothing to prepare". */
+    ferry_status *(*pack)(const eng_node *node, const eng_tensor *const *inputs,
+                          const void *state, void **packed);
+    void (*unpack)(void *packed);
 } eng_op;
 
 /* Every operator family exports its table like this, listed in ops/registry.c. */

@@ -83,7 +83,7 @@ ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *out
                                                         "too many outputs"), n);
     for (int o = 0; o < n->n_out; o++) out_ptrs[o] = n->out[o] >= 0 ? &outs[o] : NULL;
     eng_op_call c = {.node = n, .opset = n->opset, .n_in = n->n_in, .n_out = n->n_out,
-                     .in = ins, .out = out_ptrs, .state = n->state};
+                     .in = ins, .out = out_ptrs, .state = n->state, .packed = n->packed};
     ferry_status *st = infer_node(n, &c);
     if (st) return st;
     for (int o = 0; o < n->n_out; o++) {
@@ -279,7 +279,7 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
         eng_step *s = &p->steps[p->n_steps];
         s->node = n;
         s->call = (eng_op_call){.node = n, .opset = n->opset, .n_in = n->n_in, .n_out = n->n_out,
-                                .in = ins, .out = outs, .state = n->state};
+                                .in = ins, .out = outs, .state = n->state, .packed = n->packed};
         if ((st = infer_node(n, &s->call))) goto out;
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0) last_use[n->in[i]] = p->n_steps;
@@ -372,7 +372,8 @@ bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor 
     return true;
 }
 
-ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs)
+ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs,
+                           core_threadpool *threads)
 {
     for (int i = 0; i < m->n_inputs; i++) {
         int v = m->inputs[i];
@@ -380,6 +381,7 @@ ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *
     }
     for (int s = 0; s < p->n_steps; s++) {
         eng_step *step = &p->steps[s];
+        step->call.threads = threads;
         ferry_status *st = step->node->op->run(&step->call);
         if (st) return node_error(st, step->node);
     }

@@ -20,8 +20,10 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
 /* True when INPUTS have the signature the plan was built for. */
 bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor *inputs);
 
-/* Runs the plan on INPUTS (same signature). */
-ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs);
+/* Runs the plan on INPUTS (same signature), operators splitting work over THREADS (may be
+ * NULL). */
+ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs,
+                           core_threadpool *threads);
 
 /* The tensor of value V after a run. */
 const eng_tensor *eng_plan_value(const eng_plan *p, int v);

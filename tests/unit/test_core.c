@@ -8,9 +8,11 @@
 #include "core/dtype.h"
 #include "core/pool.h"
 #include "core/status.h"
+#include "core/threadpool.h"
 #include "engine/pb.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void status_carries_code_and_message(void **state)
@@ -121,6 +123,48 @@ static void pb_reads_fields_and_rejects_truncation(void **state)
     }
 }
 
+typedef struct sum_job {
+    const int64_t *values;
+    _Atomic int64_t total;
+    _Atomic int64_t calls;
+} sum_job;
+
+static void add_range(void *arg, int64_t begin, int64_t end)
+{
+    sum_job *job = arg;
+    int64_t s = 0;
+    for (int64_t i = begin; i < end; i++) s += job->values[i];
+    job->total += s;
+    job->calls++;
+}
+
+static void threadpool_covers_every_index_once(void **state)
+{
+    (void)state;
+    enum { N = 100003 };
+    int64_t *values = malloc(N * sizeof(int64_t));
+    assert_non_null(values);
+    for (int64_t i = 0; i < N; i++) values[i] = i;
+    const int64_t want = (int64_t)N * (N - 1) / 2;
+    for (int threads = 1; threads <= 4; threads++) {
+        core_threadpool *pool;
+        assert_null(core_threadpool_create(threads, &pool));
+        assert_int_equal(core_threadpool_size(pool), threads);
+        for (int rep = 0; rep < 300; rep++) {
+            sum_job job = {values, 0, 0};
+            int64_t n = rep % 7 == 0 ? 5 : N - rep;
+            core_parallel_for(pool, add_range, &job, n, 1 + rep % 64);
+            assert_int_equal(job.total, n == 5 ? 10 : want - (N - n) * (N + n - 1) / 2);
+        }
+        core_threadpool_destroy(pool);
+    }
+    sum_job job = {values, 0, 0};
+    core_parallel_for(NULL, add_range, &job, N, 1); /* no pool: inline */
+    assert_int_equal(job.total, want);
+    assert_int_equal(job.calls, 1);
+    free(values);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -129,6 +173,7 @@ int main(void)
         cmocka_unit_test(half_round_trips),
         cmocka_unit_test(pool_aligns_and_releases),
         cmocka_unit_test(pb_reads_fields_and_rejects_truncation),
+        cmocka_unit_test(threadpool_covers_every_index_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
