@@ -69,6 +69,9 @@ static const char usage[] =
     "        output to DIR/<output name>.npy, otherwise print a summary of each output\n"
     "  inspect MODEL\n"
     "        show inputs, outputs, opsets, operator counts and parameter size\n"
+    "  bench MODEL [--batch N] [--threads T] [--seconds S] [--warmup N] [--dim NAME=V] [--json]\n"
+    "        time one model: load, first run, median/p90/p99 latency, throughput, memory;\n"
+    "        random inputs, symbolic dims from --dim (the leading one from --batch)\n"
     "  version\n"
     "        print Ferry's version\n";
 
@@ -81,6 +84,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cli_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cli_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ferry %s\n", FERRY_VERSION);
         return CLI_EXIT_OK;
