@@ -133,6 +133,18 @@ ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *in,
     return NULL;
 }
 
+/* Operators whose output 0 is input 0's bytes unchanged; their run skips the copy when both
+ * share memory. */
+static bool is_view_op(const eng_node *n)
+{
+    static const char *const names[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                        "Identity", "Dropout"};
+    if (*n->domain) return false;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(n->op_type, names[i])) return true;
+    return false;
+}
+
 static int cmp_size_desc(const void *a, const void *b)
 {
     const buffer *x = *(buffer *const *)a, *y = *(buffer *const *)b;
@@ -203,7 +215,7 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
 {
     ferry_status *st = NULL;
     buffer *bufs = NULL;
-    int *first_def = NULL, *last_use = NULL;
+    int *first_def = NULL, *last_use = NULL, *root = NULL;
     *out = NULL;
     eng_plan *p = calloc(1, sizeof(*p));
     if (!p) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
@@ -307,12 +319,26 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
     }
     if (dry) goto done;
 
+    /* View operators (Reshape and friends) write the same bytes they read: their output shares
+     * the input's buffer, and the shared buffer lives as long as either value. */
+    root = malloc(((size_t)m->n_values + 1) * sizeof(int));
+    if (!root) goto nomem;
+    for (int v = 0; v < m->n_values; v++) root[v] = v;
+    for (int s = 0; s < p->n_steps; s++) {
+        const eng_node *n = p->steps[s].node;
+        if (!is_view_op(n) || n->n_in < 1 || n->n_out < 1 || n->in[0] < 0 || n->out[0] < 0)
+            continue;
+        int src = root[n->in[0]], dst = n->out[0];
+        if (first_def[src] < 0 || eng_nbytes(&p->vals[src]) != eng_nbytes(&p->vals[dst])) continue;
+        root[dst] = src;
+        if (last_use[dst] > last_use[src]) last_use[src] = last_use[dst];
+    }
     /* Arena layout. */
     int nb = 0;
     bufs = calloc((size_t)m->n_values + (size_t)p->n_steps + 1, sizeof(buffer));
     if (!bufs) goto nomem;
     for (int v = 0; v < m->n_values; v++) {
-        if (first_def[v] < 0) continue;
+        if (first_def[v] < 0 || root[v] != v) continue;
         bufs[nb++] = (buffer){.value = v, .first = first_def[v], .last = last_use[v],
                               .size = align_up(eng_nbytes(&p->vals[v]))};
     }
@@ -336,6 +362,10 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
             p->steps[bufs[b].step].ws_offset = bufs[b].offset;
         }
     }
+    for (int v = 0; v < m->n_values; v++)
+        if (first_def[v] >= 0 && root[v] != v) p->vals[v].data = p->vals[root[v]].data;
+    free(root);
+    root = NULL;
     for (int i = 0; i < p->n_out_copies; i++) {
         /* An input returned as an output gets its own slot: the caller's buffer is only
          * borrowed for the call, the output must outlive it. */
@@ -350,6 +380,7 @@ done:
 nomem:
     st = core_error(FERRY_ERR_NO_MEMORY, "out of memory while planning the model");
 out:
+    free(root);
     free(bufs);
     free(first_def);
     free(last_use);
