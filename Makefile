@@ -43,9 +43,11 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DFERRY_FUZZ=ON -DFERRY_TESTS=OFF
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
-	mkdir -p $(FUZZ_BUILD)/corpus-model
-	$(FUZZ_BUILD)/tests/fuzz/fuzz_model_load -max_total_time=$(FUZZ_SECONDS) \
+	mkdir -p $(FUZZ_BUILD)/corpus-model $(FUZZ_BUILD)/corpus-tensor
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_model_load -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
 	  $(FUZZ_BUILD)/corpus-model tests/fuzz/corpus/model
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_tensor_file -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_BUILD)/corpus-tensor tests/fuzz/corpus/tensor
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
