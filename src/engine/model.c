@@ -56,7 +56,7 @@ static ferry_status *check_static(const ferry_model *m)
         ins[i].data = NULL;
     }
     eng_plan *p;
-    st = eng_plan_build(m, ins, true, &p);
+    st = eng_plan_build(m, ins, true, NULL, &p);
     eng_plan_free(st ? NULL : p);
 out:
     free(ins);
@@ -305,7 +305,7 @@ ferry_status *ferry_context_run(ferry_context *c, const ferry_tensor_view *input
     if (!c->plan || !eng_plan_matches(c->plan, m, inputs)) {
         eng_plan_free(c->plan);
         c->plan = NULL;
-        if ((st = eng_plan_build(m, inputs, false, &c->plan))) return st;
+        if ((st = eng_plan_build(m, inputs, false, c->threads, &c->plan))) return st;
     }
     if ((st = eng_plan_run(c->plan, m, inputs, c->threads))) return st;
     c->has_outputs = true;

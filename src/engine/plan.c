@@ -211,7 +211,7 @@ const eng_tensor *eng_plan_value(const eng_plan *p, int v)
 }
 
 ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, bool dry,
-                             eng_plan **out)
+                             core_threadpool *threads, eng_plan **out)
 {
     ferry_status *st = NULL;
     buffer *bufs = NULL;
@@ -291,7 +291,8 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
         eng_step *s = &p->steps[p->n_steps];
         s->node = n;
         s->call = (eng_op_call){.node = n, .opset = n->opset, .n_in = n->n_in, .n_out = n->n_out,
-                                .in = ins, .out = outs, .state = n->state, .packed = n->packed};
+                                .in = ins, .out = outs, .state = n->state, .packed = n->packed,
+                                .threads = threads};
         if ((st = infer_node(n, &s->call))) goto out;
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0) last_use[n->in[i]] = p->n_steps;

@@ -12,10 +12,11 @@
 
 typedef struct eng_plan eng_plan;
 
-/* Builds a plan for INPUTS (one per model input, in order). With DRY set, input data may be
+/* Builds a plan for INPUTS (one per model input, in order) to run on THREADS (NULL: one
+ * thread; operators size per-thread scratch from it in infer). With DRY set, input data may be
  * NULL and no arena is allocated: the plan only checks the graph (used at load). */
 ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, bool dry,
-                             eng_plan **out);
+                             core_threadpool *threads, eng_plan **out);
 
 /* True when INPUTS have the signature the plan was built for. */
 bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor *inputs);
