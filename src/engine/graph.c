@@ -82,6 +82,11 @@ static const eng_attr *find_attr(const eng_node *n, const char *name)
     return NULL;
 }
 
+const eng_fused_activation *eng_node_activation(const eng_node *n)
+{
+    return &n->activation;
+}
+
 const char *eng_node_name(const eng_node *n)
 {
     return n->name ? n->name : "";
@@ -146,6 +151,18 @@ const float *eng_attr_floats(const eng_node *n, const char *name, size_t *count)
     *count = a->count;
     static const float empty[1] = {0};
     return a->floats ? a->floats : empty;
+}
+
+const char *const *eng_attr_strings(const eng_node *n, const char *name, size_t *count)
+{
+    const eng_attr *a = find_attr(n, name);
+    if (!a || a->type != ENG_ATTR_STRINGS) {
+        *count = 0;
+        return NULL;
+    }
+    *count = a->count;
+    static const char *const empty[1] = {""};
+    return a->strings ? (const char *const *)a->strings : empty;
 }
 
 const eng_tensor *eng_attr_tensor(const eng_node *n, const char *name)
@@ -338,6 +355,74 @@ static void mark_plan_values(ferry_model *m)
     }
 }
 
+/* Reads a constant scalar float input, for Clip's bounds. */
+static bool const_scalar(const ferry_model *m, int v, float *out)
+{
+    if (v < 0) return false;
+    const eng_value *val = &m->values[v];
+    if (val->kind != ENG_VALUE_CONST || eng_numel(&val->tensor) != 1) return false;
+    if (val->tensor.dtype != FERRY_DTYPE_FLOAT) return false;
+    *out = *(const float *)val->tensor.data;
+    return true;
+}
+
+/* Describes node N as an activation that a producer can apply in its output loop. */
+static bool as_activation(const ferry_model *m, const eng_node *n, eng_fused_activation *act)
+{
+    if (*n->domain || n->n_in < 1 || n->n_out != 1) return false;
+    if (!strcmp(n->op_type, "Relu")) {
+        *act = (eng_fused_activation){ENG_ACT_RELU, 0, 0};
+        return true;
+    }
+    if (!strcmp(n->op_type, "LeakyRelu")) {
+        *act = (eng_fused_activation){ENG_ACT_LEAKY_RELU, eng_attr_float(n, "alpha", 0.01f), 0};
+        return true;
+    }
+    if (!strcmp(n->op_type, "Clip")) {
+        float lo = -3.402823466e38f, hi = 3.402823466e38f;
+        if (n->opset < 11) {
+            lo = eng_attr_float(n, "min", lo);
+            hi = eng_attr_float(n, "max", hi);
+        } else {
+            if (n->n_in > 1 && n->in[1] >= 0 && !const_scalar(m, n->in[1], &lo)) return false;
+            if (n->n_in > 2 && n->in[2] >= 0 && !const_scalar(m, n->in[2], &hi)) return false;
+        }
+        *act = (eng_fused_activation){ENG_ACT_CLIP, lo, hi};
+        return true;
+    }
+    return false;
+}
+
+/* Moves an activation into the operator producing its input when that operator can apply it
+ * while writing its output (Conv, Gemm, MatMul): one pass over memory instead of two. */
+static void fuse_activations(ferry_model *m)
+{
+    int *uses = calloc((size_t)m->n_values + 1, sizeof(int));
+    if (!uses) return; /* an optimisation: skipping it is correct */
+    for (int k = 0; k < m->n_nodes; k++)
+        for (int i = 0; i < m->nodes[k].n_in; i++)
+            if (m->nodes[k].in[i] >= 0) uses[m->nodes[k].in[i]]++;
+    for (int i = 0; i < m->n_outputs; i++) uses[m->outputs[i]] += 2;
+    for (int k = 0; k < m->n_nodes; k++) {
+        eng_node *act = &m->nodes[k];
+        eng_fused_activation fa;
+        if (act->folded || !as_activation(m, act, &fa)) continue;
+        int v = act->in[0];
+        if (v < 0 || m->values[v].kind != ENG_VALUE_NODE || uses[v] != 1) continue;
+        eng_node *prod = &m->nodes[m->values[v].producer];
+        if (prod->folded || !(prod->op->flags & ENG_OP_FUSES_ACTIVATION) ||
+            prod->activation.kind != ENG_ACT_NONE || prod->out[0] != v)
+            continue;
+        /* The producer now writes the activation's output; the activation node is gone. */
+        int out = act->out[0];
+        prod->out[0] = out;
+        prod->activation = fa;
+        m->values[out].producer = m->values[v].producer;
+        act->folded = true;
+    }
+    free(uses);
+}
+
 /* Lets operators prepare constant inputs (weights) once for all contexts. */
 static ferry_status *pack_weights(ferry_model *m)
 {
@@ -361,6 +446,7 @@ ferry_status *eng_graph_finish(ferry_model *m)
     if ((st = sort_nodes(m))) return st;
     if ((st = resolve_ops(m))) return st;
     if ((st = fold_constants(m))) return st;
+    fuse_activations(m);
     mark_plan_values(m);
     if ((st = pack_weights(m))) return st;
     m->node_ops = core_pool_alloc(&m->pool, ((size_t)m->n_nodes + 1) * sizeof(char *), 8);

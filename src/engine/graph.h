@@ -37,6 +37,7 @@ typedef struct eng_attr {
     size_t count;  /* INTS, FLOATS, STRINGS */
     int64_t *ints;
     float *floats;
+    const char **strings; /* STRINGS: NUL-terminated copies */
     eng_tensor *t;
 } eng_attr;
 
@@ -53,7 +54,8 @@ struct eng_node {
     int opset;
     void *state;  /* from op->init */
     void *packed; /* from op->pack */
-    bool folded;  /* computed at load: its outputs are constants */
+    bool folded;  /* computed at load (outputs are constants) or fused into its producer */
+    eng_fused_activation activation; /* applied by this node's op to output 0 */
     bool plan_time; /* its outputs are needed by shape inference: run while planning */
 };
 

@@ -50,6 +50,22 @@ typedef enum eng_attr_type {
     ENG_ATTR_TYPE_PROTOS = 14,
 } eng_attr_type;
 
+/* An activation the graph optimiser moved into the producing operator (Conv + Relu ...). */
+typedef enum eng_activation {
+    ENG_ACT_NONE = 0,
+    ENG_ACT_RELU,       /* max(x, 0) */
+    ENG_ACT_CLIP,       /* min(max(x, a), b) */
+    ENG_ACT_LEAKY_RELU, /* x < 0 ? a * x : x */
+} eng_activation;
+
+typedef struct eng_fused_activation {
+    eng_activation kind;
+    float a, b;
+} eng_fused_activation;
+
+/* eng_op.flags */
+#define ENG_OP_FUSES_ACTIVATION 1u /* run applies eng_node_activation() to output 0 */
+
 /* One call of an operator on concrete tensors. */
 typedef struct eng_op_call {
     const eng_node *node;
@@ -80,6 +96,7 @@ typedef struct eng_op {
     ferry_status *(*pack)(const eng_node *node, const eng_tensor *const *inputs,
                           const void *state, void **packed);
     void (*unpack)(void *packed);
+    uint32_t flags; /* ENG_OP_* */
 } eng_op;
 
 /* Every operator family exports its table like this, listed in ops/registry.c. */
@@ -97,6 +114,9 @@ const eng_op *eng_op_find(const char *domain, const char *name, int opset);
 const char *eng_node_name(const eng_node *node);    /* never NULL; "" when unnamed */
 const char *eng_node_op_type(const eng_node *node); /* "Conv" */
 
+/* The activation fused into the node's output 0 ({ENG_ACT_NONE} when none); never NULL. */
+const eng_fused_activation *eng_node_activation(const eng_node *node);
+
 /* True when the node has an attribute NAME. */
 bool eng_attr_has(const eng_node *node, const char *name);
 /* The attribute's type, ENG_ATTR_UNDEFINED when absent. */
@@ -110,6 +130,9 @@ const char *eng_attr_string(const eng_node *node, const char *name, const char *
  * *count = 0 when absent. */
 const int64_t *eng_attr_ints(const eng_node *node, const char *name, size_t *count);
 const float *eng_attr_floats(const eng_node *node, const char *name, size_t *count);
+/* A string list attribute (TreeEnsemble's nodes_modes): NUL-terminated strings owned by the
+ * model, or NULL and *count = 0 when absent. */
+const char *const *eng_attr_strings(const eng_node *node, const char *name, size_t *count);
 /* A tensor attribute (Constant's value, ConstantOfShape's value), or NULL when absent. */
 const eng_tensor *eng_attr_tensor(const eng_node *node, const char *name);
 
