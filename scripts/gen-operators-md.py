@@ -77,22 +77,28 @@ def main():
         "ONNX's tolerances (rtol 1e-3, atol 1e-7). *unsupported* means Ferry reports a clear "
         "load-time error (an operator, type or feature it does not implement yet).",
         "",
-        "| category | cases | pass | fail | unsupported |",
-        "| --- | --- | --- | --- | --- |",
+        "*invalid-data* means the case's own data contradicts its model (an input shape that "
+        "differs from the model's declared static shape), which any engine that checks its "
+        "inputs rejects.",
+        "",
+        "| category | cases | pass | fail | unsupported | invalid-data |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for cat in CATEGORIES:
         c = per_cat[cat]
-        lines.append("| %s | %d | %d | %d | %d |" % (cat, sum(c.values()), c["pass"], c["fail"],
-                                                     c["unsupported"]))
-    lines.append("| **all** | %d | %d | %d | %d |" % (sum(total.values()), total["pass"],
-                                                       total["fail"], total["unsupported"]))
+        lines.append("| %s | %d | %d | %d | %d | %d |" % (cat, sum(c.values()), c["pass"], c["fail"],
+                                                          c["unsupported"], c["invalid-data"]))
+    lines.append("| **all** | %d | %d | %d | %d | %d |" % (
+        sum(total.values()), total["pass"], total["fail"], total["unsupported"],
+        total["invalid-data"]))
     lines += ["", "## Per operator", "",
               "A case counts for every operator its model uses.", "",
-              "| operator | cases | pass | fail | unsupported |", "| --- | --- | --- | --- | --- |"]
+              "| operator | cases | pass | fail | unsupported | invalid-data |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for op in sorted(per_op):
         c = per_op[op]
-        lines.append("| %s | %d | %d | %d | %d |" % (op, sum(c.values()), c["pass"], c["fail"],
-                                                    c["unsupported"]))
+        lines.append("| %s | %d | %d | %d | %d | %d |" % (op, sum(c.values()), c["pass"], c["fail"],
+                                                         c["unsupported"], c["invalid-data"]))
     lines += ["", "## Cases that do not pass", "", "| case | status | reason |",
               "| --- | --- | --- |"]
     for cat, name, status, reason in problems:
@@ -102,8 +108,9 @@ def main():
         lines.append("| %s/%s | %s | %s |" % (cat, name, status, reason))
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("%d cases: %d pass, %d fail, %d unsupported" % (sum(total.values()), total["pass"],
-                                                          total["fail"], total["unsupported"]))
+    print("%d cases: %d pass, %d fail, %d unsupported, %d invalid-data" % (
+        sum(total.values()), total["pass"], total["fail"], total["unsupported"],
+        total["invalid-data"]))
 
 
 if __name__ == "__main__":
