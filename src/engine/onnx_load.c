@@ -33,12 +33,21 @@ static const char *pstr(core_pool *pool, const pb_field *f)
     return core_pool_strndup(pool, (const char *)f->data, f->len);
 }
 
-/* Counts the entries of a repeated scalar field that may be packed (PB_LEN) or not. */
+/* Collects the entries of a repeated scalar field that may be packed (PB_LEN) or not. proto2
+ * writes attribute lists unpacked, one field per value, so the array grows geometrically: a
+ * tree ensemble's lists hold tens of thousands of values. */
 typedef struct num_list {
-    size_t count;
+    size_t count, cap;
     int64_t *ints;
     float *floats;
 } num_list;
+
+/* Capacity for COUNT + ADD entries: at least double the current one. */
+static size_t grown(size_t cap, size_t count, size_t add)
+{
+    size_t want = count + add, c = cap ? cap * 2 : 16;
+    return c > want ? c : want;
+}
 
 static ferry_status *append_varints(core_pool *pool, num_list *l, const pb_field *f)
 {
@@ -51,9 +60,14 @@ static ferry_status *append_varints(core_pool *pool, num_list *l, const pb_field
         return BAD("integer list has wire type %u", f->wire);
     }
     if (l->count + add > MAX_LIST) return BAD("integer list is too long");
-    int64_t *n = core_pool_alloc(pool, (l->count + add) * sizeof(int64_t) + 8, 8);
-    if (!n) return NOMEM();
-    if (l->count) memcpy(n, l->ints, l->count * sizeof(int64_t));
+    int64_t *n = l->ints;
+    if (l->count + add > l->cap) {
+        size_t cap = grown(l->cap, l->count, add);
+        n = core_pool_alloc(pool, cap * sizeof(int64_t) + 8, 8);
+        if (!n) return NOMEM();
+        if (l->count) memcpy(n, l->ints, l->count * sizeof(int64_t));
+        l->cap = cap;
+    }
     if (f->wire == PB_VARINT) {
         n[l->count++] = (int64_t)f->u;
     } else {
@@ -73,9 +87,14 @@ static ferry_status *append_floats(core_pool *pool, num_list *l, const pb_field 
     else if (f->wire == PB_LEN && f->len % 4 == 0) add = f->len / 4;
     else return BAD("float list is malformed");
     if (l->count + add > MAX_LIST) return BAD("float list is too long");
-    float *n = core_pool_alloc(pool, (l->count + add) * sizeof(float) + 4, 8);
-    if (!n) return NOMEM();
-    if (l->count) memcpy(n, l->floats, l->count * sizeof(float));
+    float *n = l->floats;
+    if (l->count + add > l->cap) {
+        size_t cap = grown(l->cap, l->count, add);
+        n = core_pool_alloc(pool, cap * sizeof(float) + 4, 8);
+        if (!n) return NOMEM();
+        if (l->count) memcpy(n, l->floats, l->count * sizeof(float));
+        l->cap = cap;
+    }
     if (f->wire == PB_FIXED32) {
         uint32_t u = (uint32_t)f->u;
         memcpy(&n[l->count], &u, 4);
@@ -486,7 +505,8 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
     pb_field f;
     num_list ints = {0}, floats = {0};
     ferry_status *st = NULL;
-    size_t n_strings = 0, n_tensors = 0, n_graphs = 0;
+    size_t n_strings = 0, cap_strings = 0, n_tensors = 0, n_graphs = 0;
+    const char **strings = NULL;
     bool has_i = false, has_f = false, has_s = false, has_t = false;
     memset(a, 0, sizeof(*a));
     while (pb_next(&r, &f)) {
@@ -521,7 +541,18 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
         case 6: n_graphs++; break;
         case 7: st = append_floats(pool, &floats, &f); break;
         case 8: st = append_varints(pool, &ints, &f); break;
-        case 9: n_strings++; break;
+        case 9:
+            if (f.wire != PB_LEN) return BAD("attribute string list is malformed");
+            if (n_strings >= MAX_LIST) return BAD("string list is too long");
+            if (n_strings == cap_strings) {
+                size_t cap = grown(cap_strings, n_strings, 1);
+                const char **n = core_pool_alloc(pool, cap * sizeof(*n), 8);
+                if (!n) return NOMEM();
+                if (n_strings) memcpy(n, strings, n_strings * sizeof(*n));
+                strings = n, cap_strings = cap;
+            }
+            if (!(strings[n_strings++] = pstr(pool, &f))) return NOMEM();
+            break;
         case 10: n_tensors++; break;
         case 11: n_graphs++; break;
         case 20: a->type = (eng_attr_type)f.u; break;
@@ -544,7 +575,7 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
     }
     if (a->type == ENG_ATTR_INTS) a->ints = ints.ints, a->count = ints.count;
     if (a->type == ENG_ATTR_FLOATS) a->floats = floats.floats, a->count = floats.count;
-    if (a->type == ENG_ATTR_STRINGS) a->count = n_strings;
+    if (a->type == ENG_ATTR_STRINGS) a->strings = strings, a->count = n_strings;
     if (a->type == ENG_ATTR_TENSOR && !a->t) return BAD("attribute '%s' has no tensor", a->name);
     (void)n_tensors;
     return NULL;
