@@ -82,6 +82,12 @@ static const eng_attr *find_attr(const eng_node *n, const char *name)
     return NULL;
 }
 
+const ferry_model *eng_node_subgraph(const eng_node *n, const char *name)
+{
+    const eng_attr *a = find_attr(n, name);
+    return a && a->type == ENG_ATTR_GRAPH ? a->graph : NULL;
+}
+
 const eng_fused_activation *eng_node_activation(const eng_node *n)
 {
     return &n->activation;
@@ -350,6 +356,13 @@ static void mark_plan_values(ferry_model *m)
     for (int k = 0; k < m->n_nodes; k++) {
         eng_node *n = &m->nodes[k];
         if (n->folded) continue;
+        if (n->op->eval) {
+            /* Control flow runs while planning: everything it reads must be known then. */
+            n->plan_time = true;
+            for (int i = 0; i < n->n_in; i++)
+                if (n->in[i] >= 0) demand(m, n->in[i]);
+            continue;
+        }
         for (int i = 0; i < n->n_in && i < 32; i++)
             if ((n->op->value_inputs >> i & 1) && n->in[i] >= 0) demand(m, n->in[i]);
     }

@@ -39,6 +39,9 @@ typedef struct eng_attr {
     float *floats;
     const char **strings; /* STRINGS: NUL-terminated copies */
     eng_tensor *t;
+    const uint8_t *graph_data; /* GRAPH: the GraphProto bytes until the subgraph is loaded */
+    size_t graph_len;
+    ferry_model *graph; /* GRAPH: the loaded subgraph */
 } eng_attr;
 
 struct eng_node {
@@ -46,6 +49,7 @@ struct eng_node {
     const char *op_type;
     const char *domain;
     int n_in, n_out;
+    int n_implicit; /* the last n_implicit inputs are outer values its subgraphs read */
     int *in;  /* value indices; -1 for an absent optional input */
     int *out; /* value indices; -1 for an absent optional output */
     int n_attrs;
@@ -96,6 +100,16 @@ struct ferry_model {
     uint64_t param_count, param_bytes;
     const char **node_ops; /* "Domain:Op" per node, for ferry_model_node_op */
 
+    /* Subgraphs (If/Loop/Scan bodies) are ferry_models too. Their inputs are the formal ones
+     * followed by captures: values of enclosing graphs they read, which their node receives
+     * as implicit inputs. The root owns every subgraph. */
+    ferry_model *parent;
+    int n_formal_inputs;
+    const char **capture_names;
+    int n_captures, cap_captures;
+    ferry_model **subgraphs;
+    size_t n_subgraphs, cap_subgraphs;
+
     /* name -> value index, open addressing */
     int *index;
     size_t index_cap;
@@ -110,6 +124,9 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
 
 /* Decodes a ModelProto held in DATA into MODEL (already zeroed, with dir/options set). */
 ferry_status *eng_load_model(ferry_model *model, const uint8_t *data, size_t size);
+
+/* The subgraph held by graph attribute NAME of node N, or NULL. */
+const ferry_model *eng_node_subgraph(const eng_node *n, const char *name);
 
 /* --- graph.c --- */
 

@@ -23,6 +23,8 @@ struct ferry_context {
 void ferry_model_close(ferry_model *m)
 {
     if (!m) return;
+    for (size_t i = 0; i < m->n_subgraphs; i++) ferry_model_close(m->subgraphs[i]);
+    free(m->subgraphs);
     for (int k = 0; k < m->n_nodes; k++)
         if (m->nodes[k].op && m->nodes[k].op->unpack && m->nodes[k].packed)
             m->nodes[k].op->unpack(m->nodes[k].packed);

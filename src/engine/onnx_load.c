@@ -538,7 +538,12 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
             if ((st = eng_parse_tensor(m, pool, f.data, f.len, a->t, NULL))) return st;
             has_t = true;
             break;
-        case 6: n_graphs++; break;
+        case 6:
+            if (f.wire != PB_LEN) return BAD("attribute graph is malformed");
+            a->graph_data = f.data;
+            a->graph_len = f.len;
+            n_graphs++;
+            break;
         case 7: st = append_floats(pool, &floats, &f); break;
         case 8: st = append_varints(pool, &ints, &f); break;
         case 9:
@@ -577,6 +582,11 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
     if (a->type == ENG_ATTR_FLOATS) a->floats = floats.floats, a->count = floats.count;
     if (a->type == ENG_ATTR_STRINGS) a->strings = strings, a->count = n_strings;
     if (a->type == ENG_ATTR_TENSOR && !a->t) return BAD("attribute '%s' has no tensor", a->name);
+    if (a->type == ENG_ATTR_GRAPH && !a->graph_data)
+        return BAD("attribute '%s' has no graph", a->name);
+    if (a->type == ENG_ATTR_GRAPHS)
+        return core_error(FERRY_ERR_UNSUPPORTED, "attribute '%s': lists of graphs are not "
+                          "supported", a->name);
     (void)n_tensors;
     return NULL;
 }
@@ -700,6 +710,100 @@ static ferry_status *add_named_value(ferry_model *m, const char *name, int *idx)
     return *idx < 0 ? NOMEM() : NULL;
 }
 
+static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size);
+
+/* Makes NAME, read by subgraph M but defined in an enclosing graph, an input of M (a capture).
+ * Errors when no enclosing graph defines it. */
+static ferry_status *capture(ferry_model *m, const char *name, int *idx)
+{
+    bool found = false;
+    for (const ferry_model *g = m->parent; g && !found; g = g->parent)
+        found = eng_value_find(g, name) >= 0;
+    if (!found) {
+        *idx = -1;
+        return NULL; /* the caller reports the missing value */
+    }
+    if (m->n_captures == m->cap_captures) {
+        int cap = m->cap_captures ? m->cap_captures * 2 : 8;
+        const char **names = core_pool_alloc(&m->pool, (size_t)cap * sizeof(char *), 8);
+        if (!names) return NOMEM();
+        if (m->n_captures) memcpy(names, m->capture_names, (size_t)m->n_captures * sizeof(char *));
+        m->capture_names = names;
+        m->cap_captures = cap;
+    }
+    *idx = eng_value_add(m, name);
+    if (*idx < 0) return NOMEM();
+    m->values[*idx].kind = ENG_VALUE_INPUT;
+    m->capture_names[m->n_captures++] = name;
+    return NULL;
+}
+
+static ferry_model *root_of(ferry_model *m)
+{
+    while (m->parent) m = m->parent;
+    return m;
+}
+
+/* Loads the graph attributes of node N as subgraphs and gives N the values they capture from
+ * M's scope as implicit inputs. */
+static ferry_status *load_subgraphs(ferry_model *m, eng_node *n)
+{
+    ferry_status *st;
+    int depth = 0;
+    for (ferry_model *g = m; g; g = g->parent) depth++;
+    for (int a = 0; a < n->n_attrs; a++) {
+        eng_attr *attr = &n->attrs[a];
+        if (attr->type != ENG_ATTR_GRAPH) continue;
+        if (depth > 32) return BAD("node '%s': subgraphs nest more than 32 deep", n->name);
+        ferry_model *root = root_of(m);
+        if (root->n_subgraphs == root->cap_subgraphs) {
+            size_t cap = root->cap_subgraphs ? root->cap_subgraphs * 2 : 8;
+            ferry_model **list = realloc(root->subgraphs, cap * sizeof(*list));
+            if (!list) return NOMEM();
+            root->subgraphs = list;
+            root->cap_subgraphs = cap;
+        }
+        ferry_model *sub = calloc(1, sizeof(*sub));
+        if (!sub) return NOMEM();
+        root->subgraphs[root->n_subgraphs++] = sub;
+        sub->parent = m;
+        sub->opsets = root->opsets;
+        sub->n_opsets = root->n_opsets;
+        sub->ir_version = root->ir_version;
+        sub->max_weight_bytes = root->max_weight_bytes;
+        sub->intra_op_threads = 1;
+        sub->producer_name = sub->producer_version = sub->domain = sub->doc_string = "";
+        if ((st = load_graph(sub, attr->graph_data, attr->graph_len)) ||
+            (st = eng_graph_finish(sub)))
+            return core_error_wrap(st, "node '%s' (%s), attribute '%s'", n->name, n->op_type,
+                                   attr->name);
+        attr->graph = sub;
+        /* Captures become the subgraph's trailing inputs and the node's implicit inputs. */
+        int *ins = core_pool_alloc(&m->pool,
+                                   ((size_t)n->n_in + (size_t)sub->n_captures + 1) * sizeof(int),
+                                   8);
+        int *sub_ins = core_pool_alloc(
+            &sub->pool, ((size_t)sub->n_inputs + (size_t)sub->n_captures + 1) * sizeof(int), 8);
+        if (!ins || !sub_ins) return NOMEM();
+        memcpy(ins, n->in, (size_t)n->n_in * sizeof(int));
+        memcpy(sub_ins, sub->inputs, (size_t)sub->n_inputs * sizeof(int));
+        sub->n_formal_inputs = sub->n_inputs;
+        for (int c = 0; c < sub->n_captures; c++) {
+            const char *name = sub->capture_names[c];
+            int v = eng_value_find(m, name);
+            if (v < 0 && m->parent && (st = capture(m, name, &v))) return st;
+            if (v < 0) return BAD("node '%s': subgraph reads '%s', which is not defined", n->name,
+                                  name);
+            ins[n->n_in++] = v;
+            n->n_implicit++;
+            sub_ins[sub->n_inputs++] = eng_value_find(sub, name);
+        }
+        n->in = ins;
+        sub->inputs = sub_ins;
+    }
+    return NULL;
+}
+
 static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size)
 {
     core_pool *pool = &m->pool;
@@ -818,6 +922,7 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
                 continue;
             }
             ins[i] = eng_value_find(m, in_names[i]);
+            if (ins[i] < 0 && m->parent && (st = capture(m, in_names[i], &ins[i]))) return st;
             if (ins[i] < 0)
                 return BAD("node '%s' (%s): input '%s' is not produced by any node, initializer "
                            "or graph input",
@@ -825,6 +930,8 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
         }
         n->in = ins;
     }
+    for (int k = 0; k < m->n_nodes; k++)
+        if ((st = load_subgraphs(m, &m->nodes[k]))) return st;
     /* Declared types of intermediate values and outputs, for checks and `inspect`. */
     r = pb_init(data, size);
     while (pb_next(&r, &f)) {

@@ -21,6 +21,7 @@
 #include "ferry.h"
 #include "core/status.h"
 #include "core/dtype.h"
+#include "core/pool.h"
 #include "core/threadpool.h"
 
 #include <stdbool.h>
@@ -97,6 +98,11 @@ typedef struct eng_op {
                           const void *state, void **packed);
     void (*unpack)(void *packed);
     uint32_t flags; /* ENG_OP_* */
+    /* Control flow (If, Loop, Scan): computes outputs, shapes included, in one go, allocating
+     * them from POOL; INS has the node's inputs followed by the outer values its subgraphs
+     * read. Such nodes run while planning, with everything they read known. */
+    ferry_status *(*eval)(const eng_node *node, eng_tensor **ins, int n_ins, eng_tensor **outs,
+                          core_pool *pool);
 } eng_op;
 
 /* Every operator family exports its table like this, listed in ops/registry.c. */

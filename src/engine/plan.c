@@ -82,7 +82,16 @@ ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *out
     if (n->n_out > MAX_IO) return node_error(core_error(FERRY_ERR_UNSUPPORTED,
                                                         "too many outputs"), n);
     for (int o = 0; o < n->n_out; o++) out_ptrs[o] = n->out[o] >= 0 ? &outs[o] : NULL;
-    eng_op_call c = {.node = n, .opset = n->opset, .n_in = n->n_in, .n_out = n->n_out,
+    if (n->op->eval) {
+        for (int o = 0; o < n->n_out; o++)
+            if (out_ptrs[o]) memset(out_ptrs[o], 0, sizeof(eng_tensor));
+        ferry_status *st = n->op->eval(n, ins, n->n_in, out_ptrs, pool);
+        for (int o = 0; !st && o < n->n_out; o++)
+            if (out_ptrs[o] && (st = eng_check_tensor_shape(out_ptrs[o])))
+                st = core_error_wrap(st, "output %d", o);
+        return st ? node_error(st, n) : NULL;
+    }
+    eng_op_call c = {.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit, .n_out = n->n_out,
                      .in = ins, .out = out_ptrs, .state = n->state, .packed = n->packed};
     ferry_status *st = infer_node(n, &c);
     if (st) return st;
@@ -290,7 +299,8 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
         }
         eng_step *s = &p->steps[p->n_steps];
         s->node = n;
-        s->call = (eng_op_call){.node = n, .opset = n->opset, .n_in = n->n_in, .n_out = n->n_out,
+        s->call = (eng_op_call){.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit,
+                                .n_out = n->n_out,
                                 .in = ins, .out = outs, .state = n->state, .packed = n->packed,
                                 .threads = threads};
         if ((st = infer_node(n, &s->call))) goto out;
