@@ -96,7 +96,8 @@ typedef enum ferry_dtype {
     FERRY_DTYPE_COUNT
 } ferry_dtype;
 
-/* Bytes per element, or 0 for types Ferry cannot hold in a flat buffer (string, undefined). */
+/* Bytes per element, or 0 for undefined types. A string tensor's elements are pointers to
+ * NUL-terminated UTF-8 strings (const char *). */
 size_t ferry_dtype_size(ferry_dtype dtype);
 
 /* ONNX's name for the type ("float", "int64", "bool" ...); "undefined" for unknown values. */
@@ -104,7 +105,8 @@ const char *ferry_dtype_name(ferry_dtype dtype);
 
 /* ---------------------------------------------------------------------------------------
  * Tensor views: a borrowed description of memory, never owning it. Elements are dense,
- * row-major (C order). A rank-0 view is a scalar holding one element.
+ * row-major (C order). A rank-0 view is a scalar holding one element. For FERRY_DTYPE_STRING
+ * the data is an array of const char * (NUL-terminated UTF-8).
  * ------------------------------------------------------------------------------------- */
 
 typedef struct ferry_tensor_view {

@@ -20,6 +20,7 @@ size_t ferry_dtype_size(ferry_dtype dt)
     case FERRY_DTYPE_UINT64:
     case FERRY_DTYPE_DOUBLE:
     case FERRY_DTYPE_COMPLEX64: return 8;
+    case FERRY_DTYPE_STRING: return sizeof(char *);
     case FERRY_DTYPE_COMPLEX128: return 16;
     default: return 0;
     }

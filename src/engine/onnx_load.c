@@ -240,6 +240,29 @@ ferry_status *eng_check_tensor_shape(const eng_tensor *t)
     return NULL;
 }
 
+/* A string tensor: string_data entries become NUL-terminated copies in POOL, and the tensor's
+ * data the array of pointers to them. */
+static ferry_status *string_tensor(core_pool *pool, const uint8_t *buf, size_t len,
+                                   size_t n_strings, eng_tensor *t)
+{
+    int64_t count = eng_numel(t);
+    if ((int64_t)n_strings != count)
+        return BAD("string tensor holds %zu values but its shape needs %lld", n_strings,
+                   (long long)count);
+    const char **strs = core_pool_alloc(pool, (n_strings + 1) * sizeof(char *), 64);
+    if (!strs) return NOMEM();
+    pb_reader r = pb_init(buf, len);
+    pb_field f;
+    size_t i = 0;
+    while (pb_next(&r, &f)) {
+        if (f.number != 6) continue;
+        if (f.wire != PB_LEN) return BAD("string_data is malformed");
+        if (!(strs[i++] = pstr(pool, &f))) return NOMEM();
+    }
+    t->data = (void *)strs;
+    return NULL;
+}
+
 ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf,
                                size_t len, eng_tensor *t, const char **name)
 {
@@ -315,8 +338,8 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
     t->rank = (int)dims.count;
     for (size_t i = 0; i < dims.count; i++) t->dims[i] = dims.ints[i];
     if ((st = eng_check_tensor_shape(t))) return st;
-    if (t->dtype == FERRY_DTYPE_STRING || n_strings)
-        return core_error(FERRY_ERR_UNSUPPORTED, "string tensors are not supported");
+    if (t->dtype == FERRY_DTYPE_STRING) return string_tensor(pool, buf, len, n_strings, t);
+    if (n_strings) return BAD("string_data given for a %s tensor", ferry_dtype_name(t->dtype));
     size_t esize = ferry_dtype_size(t->dtype);
     if (!esize || t->dtype == FERRY_DTYPE_COMPLEX64 || t->dtype == FERRY_DTYPE_COMPLEX128)
         return core_error(FERRY_ERR_UNSUPPORTED, "tensors of type %s are not supported",

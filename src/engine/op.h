@@ -79,6 +79,8 @@ typedef struct eng_op_call {
     size_t workspace_size; /* infer sets it (0 by default) */
     const void *packed;  /* what pack prepared from constant inputs (NULL when none) */
     core_threadpool *threads; /* run: the context's intra-op pool; may be NULL (one thread) */
+    core_pool *strings;  /* run: where operators that create strings allocate them (valid
+                          * until the next run); string tensors hold const char * elements */
 } eng_op_call;
 
 typedef struct eng_op {

@@ -23,6 +23,7 @@ typedef struct buffer {
 
 struct eng_plan {
     core_pool pool;
+    core_pool strings; /* strings created by operators during the last run */
     eng_tensor *vals; /* one per model value */
     eng_step *steps;
     int n_steps;
@@ -91,8 +92,9 @@ ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *out
                 st = core_error_wrap(st, "output %d", o);
         return st ? node_error(st, n) : NULL;
     }
-    eng_op_call c = {.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit, .n_out = n->n_out,
-                     .in = ins, .out = out_ptrs, .state = n->state, .packed = n->packed};
+    eng_op_call c = {.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit,
+                     .n_out = n->n_out, .in = ins, .out = out_ptrs, .state = n->state,
+                     .packed = n->packed, .strings = pool};
     ferry_status *st = infer_node(n, &c);
     if (st) return st;
     for (int o = 0; o < n->n_out; o++) {
@@ -208,6 +210,7 @@ void eng_plan_free(eng_plan *p)
 {
     if (!p) return;
     free(p->arena);
+    core_pool_release(&p->strings);
     core_pool_release(&p->pool);
     free(p);
 }
@@ -259,6 +262,14 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
             void *copy = core_pool_alloc(pool, bytes ? bytes : 1, ALIGN);
             if (!copy) goto nomem;
             if (bytes) memcpy(copy, inputs[i].data, bytes);
+            if (inputs[i].dtype == FERRY_DTYPE_STRING) {
+                /* The key keeps the text, not the caller's pointers. */
+                const char **strs = copy;
+                for (int64_t k = 0; k < eng_numel(&inputs[i]); k++) {
+                    const char *src = strs[k] ? strs[k] : "";
+                    if (!(strs[k] = core_pool_strndup(pool, src, strlen(src)))) goto nomem;
+                }
+            }
             p->key[i].data = copy;
             p->vals[v].data = copy;
         } else if (dry) {
@@ -302,7 +313,7 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
         s->call = (eng_op_call){.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit,
                                 .n_out = n->n_out,
                                 .in = ins, .out = outs, .state = n->state, .packed = n->packed,
-                                .threads = threads};
+                                .threads = threads, .strings = &p->strings};
         if ((st = infer_node(n, &s->call))) goto out;
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0) last_use[n->in[i]] = p->n_steps;
@@ -399,6 +410,26 @@ out:
     return st;
 }
 
+/* String outputs in the arena may point at the caller's input strings, which are only borrowed
+ * for the run: give them copies that live until the next run. */
+static ferry_status *own_output_strings(eng_plan *p, const ferry_model *m)
+{
+    const uint8_t *lo = p->arena, *hi = lo + p->arena_size;
+    for (int i = 0; i < m->n_outputs; i++) {
+        const eng_tensor *t = eng_plan_value(p, m->outputs[i]);
+        const uint8_t *d = t->data;
+        if (t->dtype != FERRY_DTYPE_STRING || !d || d < lo || d >= hi) continue;
+        const char **strs = t->data;
+        for (int64_t k = 0; k < eng_numel(t); k++) {
+            const char *s = strs[k] ? strs[k] : "";
+            char *copy = core_pool_strndup(&p->strings, s, strlen(s));
+            if (!copy) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+            strs[k] = copy;
+        }
+    }
+    return NULL;
+}
+
 bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor *inputs)
 {
     for (int i = 0; i < m->n_inputs; i++) {
@@ -406,7 +437,11 @@ bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor 
         if (k->dtype != in->dtype || k->rank != in->rank) return false;
         for (int d = 0; d < k->rank; d++)
             if (k->dims[d] != in->dims[d]) return false;
-        if (k->data) {
+        if (k->data && k->dtype == FERRY_DTYPE_STRING) {
+            const char *const *a = k->data, *const *b = in->data;
+            for (int64_t e = 0; e < eng_numel(k); e++)
+                if (!b || strcmp(a[e], b[e] ? b[e] : "")) return false;
+        } else if (k->data) {
             size_t bytes = eng_nbytes(k);
             if (bytes && (!in->data || memcmp(k->data, in->data, bytes))) return false;
         }
@@ -421,6 +456,7 @@ ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *
         int v = m->inputs[i];
         if (!p->key[i].data) p->vals[v].data = inputs[i].data;
     }
+    core_pool_release(&p->strings);
     for (int s = 0; s < p->n_steps; s++) {
         eng_step *step = &p->steps[s];
         step->call.threads = threads;
@@ -432,5 +468,5 @@ ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *
         size_t bytes = eng_nbytes(src);
         if (bytes) memcpy(p->copies[i].data, src->data, bytes);
     }
-    return NULL;
+    return own_output_strings(p, m);
 }

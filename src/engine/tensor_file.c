@@ -97,6 +97,118 @@ static const char *dict_value(const char *hdr, const char *key)
     return p;
 }
 
+/* Appends code point C as UTF-8 to OUT (at most 4 bytes); invalid ones become U+FFFD. */
+static size_t put_utf8(uint32_t c, char *out)
+{
+    if (c > 0x10ffff || (c >= 0xd800 && c < 0xe000)) c = 0xfffd;
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xc0 | c >> 6);
+        out[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xe0 | c >> 12);
+        out[1] = (char)(0x80 | (c >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | c >> 18);
+    out[1] = (char)(0x80 | (c >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (c >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
+/* NumPy string arrays: fixed-width, NUL-padded elements of bytes ('S') or UTF-32 ('U'),
+ * turned into NUL-terminated UTF-8 strings. */
+static ferry_status *npy_strings(ferry_tensor *t, const uint8_t *data, size_t width, bool utf32)
+{
+    int64_t n = eng_numel(&t->view);
+    const char **strs = core_pool_alloc(&t->pool, ((size_t)n + 1) * sizeof(char *), 64);
+    if (!strs) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+    for (int64_t i = 0; i < n; i++) {
+        char *s = core_pool_alloc(&t->pool, width * 4 + 1, 1);
+        if (!s) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+        size_t len = 0;
+        for (size_t k = 0; k < width; k++) {
+            if (utf32) {
+                const uint8_t *p = data + ((size_t)i * width + k) * 4;
+                uint32_t c = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                             (uint32_t)p[3] << 24;
+                if (!c) break;
+                len += put_utf8(c, s + len);
+            } else {
+                char c = (char)data[(size_t)i * width + k];
+                if (!c) break;
+                s[len++] = c;
+            }
+        }
+        s[len] = 0;
+        strs[i] = s;
+    }
+    t->view.data = (void *)strs;
+    return NULL;
+}
+
+/* Decodes one UTF-8 sequence at *P (advancing it); malformed bytes give U+FFFD. */
+static uint32_t get_utf8(const unsigned char **p)
+{
+    const unsigned char *s = *p;
+    uint32_t c = s[0];
+    int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+    if (extra < 0) {
+        (*p)++;
+        return 0xfffd;
+    }
+    c &= extra ? (0x3fu >> extra) : 0x7fu;
+    for (int i = 1; i <= extra; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            *p += i;
+            return 0xfffd;
+        }
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    *p += extra + 1;
+    return c;
+}
+
+/* Writes the elements of a string tensor as NumPy '<U' data, WIDTH code points each. */
+static void write_npy_strings(const ferry_tensor_view *view, FILE *f, size_t width, bool *ok)
+{
+    int64_t n = eng_numel(view);
+    const char *const *strs = view->data;
+    for (int64_t i = 0; *ok && i < n; i++) {
+        const unsigned char *p = (const unsigned char *)(strs[i] ? strs[i] : "");
+        for (size_t k = 0; *ok && k < width; k++) {
+            uint32_t c = *p ? get_utf8(&p) : 0;
+            uint8_t b[4] = {(uint8_t)c, (uint8_t)(c >> 8), (uint8_t)(c >> 16), (uint8_t)(c >> 24)};
+            *ok = fwrite(b, 1, 4, f) == 4;
+        }
+    }
+}
+
+/* Code points in the longest element: the width of the NumPy '<U' array. */
+static size_t string_width(const ferry_tensor_view *view)
+{
+    int64_t n = eng_numel(view);
+    const char *const *strs = view->data;
+    size_t width = 1;
+    for (int64_t i = 0; i < n; i++) {
+        const unsigned char *p = (const unsigned char *)(strs[i] ? strs[i] : "");
+        size_t chars = 0;
+        while (*p) {
+            get_utf8(&p);
+            chars++;
+        }
+        if (chars > width) width = chars;
+    }
+    return width;
+}
+
 static ferry_status *parse_npy(const char *path, uint8_t *buf, size_t size, ferry_tensor *t)
 {
 #define NPY_BAD(...) core_error_wrap(core_error(FERRY_ERR_INVALID_ARGUMENT, __VA_ARGS__), \
@@ -127,6 +239,16 @@ static ferry_status *parse_npy(const char *path, uint8_t *buf, size_t size, ferr
     t->view.dtype = FERRY_DTYPE_UNDEFINED;
     for (size_t i = 0; i < sizeof(npy_types) / sizeof(npy_types[0]); i++)
         if (!strcmp(descr, npy_types[i].descr)) t->view.dtype = npy_types[i].dtype;
+    size_t str_width = 0; /* characters per element of a NumPy string array */
+    bool utf32 = false;
+    if ((descr[0] == '<' || descr[0] == '|') && (descr[1] == 'U' || descr[1] == 'S')) {
+        char *end;
+        unsigned long w = strtoul(descr + 2, &end, 10);
+        if (*end || w == 0 || w > 1 << 20) return NPY_BAD("bad string width in '%s'", descr);
+        str_width = w;
+        utf32 = descr[1] == 'U';
+        t->view.dtype = FERRY_DTYPE_STRING;
+    }
     if (descr[0] == '>' && strcmp(descr + 1, "i1") && strcmp(descr + 1, "u1"))
         return core_error(FERRY_ERR_UNSUPPORTED, "'%s': big-endian arrays (%s) are not "
                           "supported; save with a little-endian dtype", path, descr);
@@ -160,6 +282,12 @@ static ferry_status *parse_npy(const char *path, uint8_t *buf, size_t size, ferr
     ferry_status *st = eng_check_tensor_shape(&t->view);
     if (st) return core_error_wrap(st, "'%s'", path);
     size_t need = eng_nbytes(&t->view), have = size - off - hlen;
+    if (str_width) {
+        need = (size_t)eng_numel(&t->view) * str_width * (utf32 ? 4 : 1);
+        if (have != need)
+            return NPY_BAD("the data has %zu bytes but shape and dtype need %zu", have, need);
+        return npy_strings(t, buf + off + hlen, str_width, utf32);
+    }
     if (have != need)
         return NPY_BAD("the data has %zu bytes but shape and dtype need %zu", have, need);
     t->view.data = core_pool_alloc(&t->pool, need ? need : 1, 64);
@@ -216,6 +344,13 @@ ferry_status *ferry_tensor_write_npy(const ferry_tensor_view *view, const char *
     const char *descr = npy_descr(view->dtype);
     bool widen = view->dtype == FERRY_DTYPE_BFLOAT16; /* NumPy has no bfloat16: write float32 */
     if (widen) descr = "<f4";
+    char str_descr[32];
+    size_t str_width = 0;
+    if (view->dtype == FERRY_DTYPE_STRING) {
+        str_width = string_width(view);
+        snprintf(str_descr, sizeof(str_descr), "<U%zu", str_width);
+        descr = str_descr;
+    }
     if (!descr)
         return core_error(FERRY_ERR_UNSUPPORTED, "cannot write %s tensors as .npy",
                           ferry_dtype_name(view->dtype));
@@ -240,7 +375,9 @@ ferry_status *ferry_tensor_write_npy(const ferry_tensor_view *view, const char *
     for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;
     int64_t count = eng_numel(view);
-    if (ok && widen) {
+    if (ok && view->dtype == FERRY_DTYPE_STRING) {
+        write_npy_strings(view, f, str_width, &ok);
+    } else if (ok && widen) {
         for (int64_t i = 0; ok && i < count; i++) {
             float v = core_bf16_to_float(((const uint16_t *)view->data)[i]);
             ok = fwrite(&v, 4, 1, f) == 1;

@@ -126,6 +126,16 @@ static bool compare(const char *name, const ferry_tensor_view *got, const ferry_
         return false;
     }
     int64_t n = ferry_tensor_view_count(want);
+    if (want->dtype == FERRY_DTYPE_STRING) {
+        const char *const *a = got->data, *const *b = want->data;
+        for (int64_t i = 0; i < n; i++)
+            if (strcmp(a[i] ? a[i] : "", b[i] ? b[i] : "")) {
+                snprintf(why, size, "output '%s': element %lld is '%.60s', expected '%.60s'",
+                         name, (long long)i, a[i] ? a[i] : "", b[i]);
+                return false;
+            }
+        return true;
+    }
     for (int64_t i = 0; i < n; i++) {
         double x = value_at(got, i), y = value_at(want, i);
         bool ok;

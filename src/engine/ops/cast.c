@@ -12,6 +12,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -259,10 +260,6 @@ static void copy_tensor(eng_tensor *out, const eng_tensor *in)
     if (n && out->data != in->data) memmove(out->data, in->data, n);
 }
 
-static ferry_status *unsupported_string(void)
-{
-    return core_error(FERRY_ERR_UNSUPPORTED, "casting to or from string is not supported");
-}
 
 /* ---------------------------------------------------------------------------------------
  * Cast and CastLike
@@ -302,8 +299,7 @@ static ferry_status *cast_init(const eng_node *node, int opset, void **state)
     } else {
         return core_error(FERRY_ERR_INVALID_MODEL, "attribute 'to' is missing");
     }
-    if (to == FERRY_DTYPE_STRING) return unsupported_string();
-    if (!castable(to)) return eng_bad_dtype("target", to);
+    if (!castable(to) && to != FERRY_DTYPE_STRING) return eng_bad_dtype("target", to);
     ferry_dtype *st = malloc(sizeof(*st));
     if (!st) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
     *st = to;
@@ -314,9 +310,11 @@ static ferry_status *cast_init(const eng_node *node, int opset, void **state)
 static ferry_status *cast_to_infer(eng_op_call *c, ferry_dtype to)
 {
     const eng_tensor *x = c->in[0];
-    if (x->dtype == FERRY_DTYPE_STRING || to == FERRY_DTYPE_STRING) return unsupported_string();
-    if (!castable(x->dtype)) return eng_bad_dtype("input", x->dtype);
-    if (!castable(to)) return eng_bad_dtype("target", to);
+    bool strings = x->dtype == FERRY_DTYPE_STRING || to == FERRY_DTYPE_STRING;
+    if (!castable(x->dtype) && !(strings && x->dtype == FERRY_DTYPE_STRING))
+        return eng_bad_dtype("input", x->dtype);
+    if (!castable(to) && !(strings && to == FERRY_DTYPE_STRING))
+        return eng_bad_dtype("target", to);
     eng_same_shape(c->out[0], x);
     c->out[0]->dtype = to;
     return NULL;
@@ -335,6 +333,61 @@ static void cast_range(void *arg, int64_t begin, int64_t end)
     j->fn(j->out + begin * j->osz, j->in + begin * j->isz, end - begin);
 }
 
+/* Formats element I of X the way ONNX's reference does (NumPy's str): the shortest text that
+ * reads back to the same value; "NaN", "INF", "-INF" for the special values. */
+static const char *format_number(const eng_tensor *x, int64_t i, char *buf, size_t size)
+{
+    double v = core_load_f64(x->dtype, x->data, i);
+    if (core_dtype_is_float(x->dtype)) {
+        if (v != v) return "NaN";
+        if (v > 1.7976931348623157e308) return "INF";
+        if (v < -1.7976931348623157e308) return "-INF";
+        bool single = x->dtype != FERRY_DTYPE_DOUBLE;
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, size, "%.*g", prec, v);
+            if (single ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) break;
+        }
+        return buf;
+    }
+    if (x->dtype == FERRY_DTYPE_BOOL) return v != 0 ? "True" : "False";
+    if (x->dtype == FERRY_DTYPE_UINT64)
+        snprintf(buf, size, "%llu", (unsigned long long)((const uint64_t *)x->data)[i]);
+    else
+        snprintf(buf, size, "%lld", (long long)core_load_i64(x->dtype, x->data, i));
+    return buf;
+}
+
+/* Casts to or from strings: text is parsed with strtod ("INF", "NaN" in any case included);
+ * numbers are formatted by format_number. New strings live in the run's string pool. */
+static ferry_status *cast_strings(eng_op_call *c)
+{
+    const eng_tensor *x = c->in[0];
+    eng_tensor *y = c->out[0];
+    int64_t n = eng_numel(x);
+    if (y->dtype == FERRY_DTYPE_STRING) {
+        const char **out = y->data;
+        char buf[64];
+        for (int64_t i = 0; i < n; i++) {
+            const char *text = format_number(x, i, buf, sizeof(buf));
+            if (!(out[i] = core_pool_strndup(c->strings, text, strlen(text))))
+                return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+        }
+        return NULL;
+    }
+    const char *const *in = x->data;
+    for (int64_t i = 0; i < n; i++) {
+        const char *text = in[i] ? in[i] : "";
+        char *end;
+        double v = strtod(text, &end);
+        if (end == text)
+            return core_error(FERRY_ERR_RUNTIME, "cannot cast '%.40s' to %s", text,
+                              ferry_dtype_name(y->dtype));
+        if (core_dtype_is_float(y->dtype) || v != v) core_store_f64(y->dtype, y->data, i, v);
+        else core_store_i64(y->dtype, y->data, i, strtoll(text, NULL, 10));
+    }
+    return NULL;
+}
+
 static ferry_status *cast_run(eng_op_call *c)
 {
     const eng_tensor *x = c->in[0];
@@ -343,6 +396,7 @@ static ferry_status *cast_run(eng_op_call *c)
         copy_tensor(y, x);
         return NULL;
     }
+    if (x->dtype == FERRY_DTYPE_STRING || y->dtype == FERRY_DTYPE_STRING) return cast_strings(c);
     /* Large casts are split across the pool; 32768 elements per piece amortise the hand-off. */
     cast_job j = {find_cast(x->dtype, y->dtype), y->data, x->data,
                   (int64_t)ferry_dtype_size(y->dtype), (int64_t)ferry_dtype_size(x->dtype)};
