@@ -93,7 +93,13 @@ typedef enum ferry_dtype {
     FERRY_DTYPE_COMPLEX64 = 14,
     FERRY_DTYPE_COMPLEX128 = 15,
     FERRY_DTYPE_BFLOAT16 = 16,
-    FERRY_DTYPE_COUNT
+    FERRY_DTYPE_COUNT,
+    /* Not tensor element types but kinds of values, numbered away from ONNX's types:
+     * a sequence view has rank 1, dims[0] elements and data pointing to that many
+     * ferry_tensor_view; an optional view has rank 1 and dims[0] 1 (data points to the one
+     * ferry_tensor_view it holds) or 0 (empty). */
+    FERRY_DTYPE_SEQUENCE = 64,
+    FERRY_DTYPE_OPTIONAL = 65,
 } ferry_dtype;
 
 /* Bytes per element, or 0 for undefined types. A string tensor's elements are pointers to
@@ -130,6 +136,10 @@ typedef struct ferry_tensor ferry_tensor;
  * little-endian, C order) or ".pb" (a serialized onnx.TensorProto). On success *out is owned by
  * the caller (ferry_tensor_free). On failure *out is NULL. Thread-safe. */
 ferry_status *ferry_tensor_read_file(const char *path, ferry_tensor **out);
+
+/* Reads a ".pb" file holding a value of KIND: FERRY_DTYPE_SEQUENCE (onnx.SequenceProto of
+ * tensors), FERRY_DTYPE_OPTIONAL (onnx.OptionalProto) or any other value for a TensorProto. */
+ferry_status *ferry_value_read_pb(const char *path, ferry_dtype kind, ferry_tensor **out);
 
 /* The tensor's view; valid until ferry_tensor_free(). */
 const ferry_tensor_view *ferry_tensor_get_view(const ferry_tensor *t);

@@ -21,6 +21,8 @@ size_t ferry_dtype_size(ferry_dtype dt)
     case FERRY_DTYPE_DOUBLE:
     case FERRY_DTYPE_COMPLEX64: return 8;
     case FERRY_DTYPE_STRING: return sizeof(char *);
+    case FERRY_DTYPE_SEQUENCE:
+    case FERRY_DTYPE_OPTIONAL: return sizeof(ferry_tensor_view);
     case FERRY_DTYPE_COMPLEX128: return 16;
     default: return 0;
     }
@@ -40,6 +42,8 @@ const char *ferry_dtype_name(ferry_dtype dt)
         [FERRY_DTYPE_BFLOAT16] = "bfloat16",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == FERRY_DTYPE_COUNT, "dtype names");
+    if (dt == FERRY_DTYPE_SEQUENCE) return "sequence";
+    if (dt == FERRY_DTYPE_OPTIONAL) return "optional";
     if ((unsigned)dt >= FERRY_DTYPE_COUNT) return "undefined";
     return names[dt];
 }

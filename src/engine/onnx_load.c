@@ -484,9 +484,12 @@ static ferry_status *parse_value_info(core_pool *pool, const pb_field *vf, const
                         }
                     }
                     if (er.failed) return BAD("malformed tensor type");
-                } else if (tf.number == 4 || tf.number == 5 || tf.number == 8 ||
-                           tf.number == 9) {
-                    vt->not_tensor = true; /* sequence, map, sparse tensor, optional */
+                } else if (tf.number == 4 || tf.number == 9) {
+                    /* sequence or optional: a value holding tensors, typed by its kind */
+                    vt->dtype = tf.number == 4 ? FERRY_DTYPE_SEQUENCE : FERRY_DTYPE_OPTIONAL;
+                    vt->rank = -1;
+                } else if (tf.number == 5 || tf.number == 8) {
+                    vt->not_tensor = true; /* map, sparse tensor */
                 }
             }
             if (tr.failed) return BAD("malformed type");
@@ -887,8 +890,8 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
             if (idx >= 0) return BAD("graph input '%s' is listed twice", name);
             if (vt.not_tensor)
                 return core_error(FERRY_ERR_UNSUPPORTED,
-                                  "input '%s' is not a tensor (sequence, map or optional types "
-                                  "are not supported)",
+                                  "input '%s' is a map or sparse tensor, which Ferry does not "
+                                  "support",
                                   name);
             if ((st = add_named_value(m, name, &idx))) return st;
             m->values[idx].kind = ENG_VALUE_INPUT;
@@ -896,8 +899,8 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
             m->inputs[m->n_inputs++] = idx;
         } else if (f.number == 12 && vt.not_tensor) {
             return core_error(FERRY_ERR_UNSUPPORTED,
-                              "output '%s' is not a tensor (sequence, map or optional types are "
-                              "not supported)",
+                              "output '%s' is a map or sparse tensor, which Ferry does not "
+                              "support",
                               name);
         }
     }

@@ -175,6 +175,14 @@ ferry_status *eng_read_ints(const eng_tensor *t, int64_t *dst, size_t max, size_
 void eng_copy_strided(void *dst, const void *src, size_t esz, int rank, const int64_t *dims,
                       const int64_t *strides);
 
+/* Copies SRC into DST with every byte it refers to allocated from POOL: tensor data, the text
+ * of strings, and the elements of sequences and optionals, recursively. */
+ferry_status *eng_copy_value(core_pool *pool, const eng_tensor *src, eng_tensor *dst);
+
+/* True when A and B hold the same value: type, shape and contents (strings by text, sequences
+ * element by element). */
+bool eng_value_equal(const eng_tensor *a, const eng_tensor *b);
+
 /* Error for an input dtype that the operator does not support. */
 ferry_status *eng_bad_dtype(const char *what, ferry_dtype dt);
 

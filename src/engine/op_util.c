@@ -109,3 +109,57 @@ ferry_status *eng_bad_dtype(const char *what, ferry_dtype dt)
     return core_error(FERRY_ERR_UNSUPPORTED, "%s of type %s is not supported", what,
                       ferry_dtype_name(dt));
 }
+
+static bool is_container(ferry_dtype dt)
+{
+    return dt == FERRY_DTYPE_SEQUENCE || dt == FERRY_DTYPE_OPTIONAL;
+}
+
+ferry_status *eng_copy_value(core_pool *pool, const eng_tensor *src, eng_tensor *dst)
+{
+    size_t bytes = eng_nbytes(src);
+    eng_tensor copy = *src;
+    copy.data = core_pool_alloc(pool, bytes ? bytes : 1, 64);
+    if (!copy.data) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+    if (bytes) memcpy(copy.data, src->data, bytes);
+    int64_t n = eng_numel(src);
+    if (src->dtype == FERRY_DTYPE_STRING) {
+        const char **strs = copy.data;
+        for (int64_t i = 0; i < n; i++) {
+            const char *s = strs[i] ? strs[i] : "";
+            if (!(strs[i] = core_pool_strndup(pool, s, strlen(s))))
+                return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+        }
+    } else if (is_container(src->dtype)) {
+        eng_tensor *items = copy.data;
+        for (int64_t i = 0; i < n; i++) {
+            ferry_status *st = eng_copy_value(pool, &items[i], &items[i]);
+            if (st) return st;
+        }
+    }
+    *dst = copy;
+    return NULL;
+}
+
+bool eng_value_equal(const eng_tensor *a, const eng_tensor *b)
+{
+    if (a->dtype != b->dtype || a->rank != b->rank) return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->dims[d] != b->dims[d]) return false;
+    int64_t n = eng_numel(a);
+    if (n && (!a->data || !b->data)) return false;
+    if (a->dtype == FERRY_DTYPE_STRING) {
+        const char *const *x = a->data, *const *y = b->data;
+        for (int64_t i = 0; i < n; i++)
+            if (strcmp(x[i] ? x[i] : "", y[i] ? y[i] : "")) return false;
+        return true;
+    }
+    if (is_container(a->dtype)) {
+        const eng_tensor *x = a->data, *y = b->data;
+        for (int64_t i = 0; i < n; i++)
+            if (!eng_value_equal(&x[i], &y[i])) return false;
+        return true;
+    }
+    size_t bytes = eng_nbytes(a);
+    return !bytes || !memcmp(a->data, b->data, bytes);
+}

@@ -118,7 +118,10 @@ ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *in,
 {
     const eng_value *v = &m->values[m->inputs[i]];
     char got[160], want[160];
-    if (v->declared_dtype != FERRY_DTYPE_UNDEFINED && in->dtype != v->declared_dtype)
+    /* An optional input also takes the plain value it would hold (ONNX wraps implicitly). */
+    bool optional_ok = v->declared_dtype == FERRY_DTYPE_OPTIONAL;
+    if (v->declared_dtype != FERRY_DTYPE_UNDEFINED && in->dtype != v->declared_dtype &&
+        !optional_ok)
         return core_error(FERRY_ERR_INVALID_ARGUMENT, "input '%s': expected dtype %s, got %s",
                           v->name, ferry_dtype_name(v->declared_dtype),
                           ferry_dtype_name(in->dtype));
@@ -258,20 +261,11 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
                                 m->values[v].name);
                 goto out;
             }
-            size_t bytes = eng_nbytes(&inputs[i]);
-            void *copy = core_pool_alloc(pool, bytes ? bytes : 1, ALIGN);
-            if (!copy) goto nomem;
-            if (bytes) memcpy(copy, inputs[i].data, bytes);
-            if (inputs[i].dtype == FERRY_DTYPE_STRING) {
-                /* The key keeps the text, not the caller's pointers. */
-                const char **strs = copy;
-                for (int64_t k = 0; k < eng_numel(&inputs[i]); k++) {
-                    const char *src = strs[k] ? strs[k] : "";
-                    if (!(strs[k] = core_pool_strndup(pool, src, strlen(src)))) goto nomem;
-                }
-            }
-            p->key[i].data = copy;
-            p->vals[v].data = copy;
+            /* The key keeps the value itself (text, elements), not the caller's pointers. */
+            eng_tensor copy;
+            if ((st = eng_copy_value(pool, &inputs[i], &copy))) goto out;
+            p->key[i].data = copy.data;
+            p->vals[v].data = copy.data;
         } else if (dry) {
             p->vals[v].data = NULL;
         }
@@ -437,14 +431,7 @@ bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor 
         if (k->dtype != in->dtype || k->rank != in->rank) return false;
         for (int d = 0; d < k->rank; d++)
             if (k->dims[d] != in->dims[d]) return false;
-        if (k->data && k->dtype == FERRY_DTYPE_STRING) {
-            const char *const *a = k->data, *const *b = in->data;
-            for (int64_t e = 0; e < eng_numel(k); e++)
-                if (!b || strcmp(a[e], b[e] ? b[e] : "")) return false;
-        } else if (k->data) {
-            size_t bytes = eng_nbytes(k);
-            if (bytes && (!in->data || memcmp(k->data, in->data, bytes))) return false;
-        }
+        if (k->data && !eng_value_equal(k, in)) return false;
     }
     return true;
 }

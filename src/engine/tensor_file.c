@@ -1,5 +1,6 @@
 /* tensor_file.c - tensors from and to files: NumPy .npy and ONNX TensorProto .pb. */
 #include "engine/graph.h"
+#include "engine/pb.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -325,6 +326,78 @@ ferry_status *ferry_tensor_read_file(const char *path, ferry_tensor **out)
         if (st) st = core_error_wrap(st, "'%s' is not a valid TensorProto", path);
     }
     if (st) goto fail;
+    *out = t;
+    return NULL;
+fail:
+    ferry_tensor_free(t);
+    return st;
+}
+
+/* Decodes a SequenceProto (SEQ) or OptionalProto of tensors and nested sequences into OUT,
+ * every element allocated from POOL. */
+static ferry_status *parse_container(core_pool *pool, const uint8_t *buf, size_t len, bool seq,
+                                     int depth, eng_tensor *out, const char **name)
+{
+    if (depth > 16) return core_error(FERRY_ERR_INVALID_ARGUMENT, "values nest too deep");
+    pb_reader r = pb_init(buf, len);
+    pb_field f;
+    size_t n = 0;
+    while (pb_next(&r, &f))
+        if (f.wire == PB_LEN && (f.number == 3 || f.number == 5 || f.number == 7)) n++;
+        else if (f.wire == PB_LEN && (f.number == 4 || f.number == 6))
+            return core_error(FERRY_ERR_UNSUPPORTED, "sparse tensors and maps are not supported");
+    if (r.failed)
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "malformed %s",
+                          seq ? "SequenceProto" : "OptionalProto");
+    if (!seq && n > 1)
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "an optional holds more than one value");
+    if (n > (1u << 24)) return core_error(FERRY_ERR_NO_MEMORY, "too many sequence elements");
+    memset(out, 0, sizeof(*out));
+    out->dtype = seq ? FERRY_DTYPE_SEQUENCE : FERRY_DTYPE_OPTIONAL;
+    out->rank = 1;
+    out->dims[0] = (int64_t)n;
+    eng_tensor *items = core_pool_alloc(pool, (n + 1) * sizeof(eng_tensor), 64);
+    if (!items) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+    out->data = items;
+    if (name) *name = "";
+    r = pb_init(buf, len);
+    size_t i = 0;
+    while (pb_next(&r, &f)) {
+        if (f.wire != PB_LEN) continue;
+        ferry_status *st = NULL;
+        if (f.number == 1 && name) {
+            *name = core_pool_strndup(pool, (const char *)f.data, f.len);
+            if (!*name) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+        } else if (f.number == 3) {
+            st = eng_parse_tensor(NULL, pool, f.data, f.len, &items[i++], NULL);
+        } else if (f.number == 5) {
+            st = parse_container(pool, f.data, f.len, true, depth + 1, &items[i++], NULL);
+        } else if (f.number == 7) {
+            st = parse_container(pool, f.data, f.len, false, depth + 1, &items[i++], NULL);
+        }
+        if (st) return st;
+    }
+    return NULL;
+}
+
+ferry_status *ferry_value_read_pb(const char *path, ferry_dtype kind, ferry_tensor **out)
+{
+    if (kind != FERRY_DTYPE_SEQUENCE && kind != FERRY_DTYPE_OPTIONAL)
+        return ferry_tensor_read_file(path, out);
+    *out = NULL;
+    ferry_tensor *t = calloc(1, sizeof(*t));
+    if (!t) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+    uint8_t *buf;
+    size_t size = 0;
+    ferry_status *st = read_all(path, &buf, &size);
+    if (st) goto fail;
+    t->file = buf;
+    st = parse_container(&t->pool, buf, size, kind == FERRY_DTYPE_SEQUENCE, 0, &t->view,
+                         &t->name);
+    if (st) {
+        st = core_error_wrap(st, "'%s'", path);
+        goto fail;
+    }
     *out = t;
     return NULL;
 fail:

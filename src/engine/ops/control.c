@@ -61,34 +61,51 @@ static ferry_status *run_graph(const ferry_model *g, const eng_tensor *inputs, e
 
 static ferry_status *copy_to_pool(core_pool *pool, const eng_tensor *src, eng_tensor *dst)
 {
-    size_t bytes = eng_nbytes(src);
-    *dst = *src;
-    dst->data = core_pool_alloc(pool, bytes ? bytes : 1, 64);
-    if (!dst->data) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
-    if (bytes) memcpy(dst->data, src->data, bytes);
+    return eng_copy_value(pool, src, dst);
+}
+
+/* Loop-carried values, double-buffered: each iteration's results are copied into the spare
+ * pool before the previous iteration's pool is released, so nothing points into a plan that a
+ * changed shape may rebuild. */
+typedef struct carried {
+    eng_tensor *values;
+    int count;
+    core_pool pools[2];
+    int cur;
+} carried;
+
+static ferry_status *carried_init(carried *c, eng_tensor **srcs, int count)
+{
+    c->count = count;
+    c->values = calloc((size_t)count + 1, sizeof(eng_tensor));
+    if (!c->values) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+    for (int i = 0; i < count; i++) {
+        if (!srcs[i]) return core_error(FERRY_ERR_INVALID_MODEL, "state input %d is missing", i);
+        ferry_status *st = eng_copy_value(&c->pools[0], srcs[i], &c->values[i]);
+        if (st) return st;
+    }
     return NULL;
 }
 
-/* An owned, growable copy of a tensor, for loop-carried state. */
-typedef struct owned {
-    eng_tensor t;
-    size_t cap;
-} owned;
-
-static ferry_status *own_copy(owned *o, const eng_tensor *src)
+/* Replaces the values with the plan outputs OUTS[FIRST .. FIRST+count). */
+static ferry_status *carried_update(carried *c, const eng_plan *plan, const int *outs)
 {
-    size_t bytes = eng_nbytes(src);
-    if (bytes > o->cap || !o->t.data) {
-        void *d = realloc(o->t.data, bytes ? bytes : 1);
-        if (!d) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
-        o->t.data = d;
-        o->cap = bytes;
+    int next = c->cur ^ 1;
+    for (int i = 0; i < c->count; i++) {
+        ferry_status *st = eng_copy_value(&c->pools[next], eng_plan_value(plan, outs[i]),
+                                          &c->values[i]);
+        if (st) return st;
     }
-    void *data = o->t.data;
-    o->t = *src;
-    o->t.data = data;
-    if (bytes) memmove(data, src->data, bytes);
+    core_pool_release(&c->pools[c->cur]);
+    c->cur = next;
     return NULL;
+}
+
+static void carried_free(carried *c)
+{
+    core_pool_release(&c->pools[0]);
+    core_pool_release(&c->pools[1]);
+    free(c->values);
 }
 
 static bool truth(const eng_tensor *t)
@@ -148,10 +165,19 @@ typedef struct stack {
     eng_tensor elem; /* shape and type of one element */
     uint8_t *data;
     size_t count, cap;
+    core_pool refs; /* what string and sequence elements point to */
 } stack;
 
-static ferry_status *stack_push(stack *s, const eng_tensor *t)
+static ferry_status *stack_push(stack *s, const eng_tensor *src)
 {
+    eng_tensor copy;
+    const eng_tensor *t = src;
+    if (src->dtype == FERRY_DTYPE_STRING || src->dtype == FERRY_DTYPE_SEQUENCE ||
+        src->dtype == FERRY_DTYPE_OPTIONAL) {
+        ferry_status *st = eng_copy_value(&s->refs, src, &copy);
+        if (st) return st;
+        t = &copy;
+    }
     size_t bytes = eng_nbytes(t);
     if (s->count == 0) {
         s->elem = *t;
@@ -200,10 +226,10 @@ static ferry_status *stack_emit(stack *s, const eng_value *decl, core_pool *pool
     out->dims[0] = (int64_t)s->count;
     for (int d = 0; d < s->elem.rank; d++) out->dims[d + 1] = s->elem.dims[d];
     size_t bytes = eng_nbytes(out);
-    out->data = core_pool_alloc(pool, bytes ? bytes : 1, 64);
-    if (!out->data) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
-    if (bytes) memcpy(out->data, s->data, bytes);
-    return NULL;
+    eng_tensor stacked = *out;
+    stacked.data = s->data;
+    (void)bytes;
+    return eng_copy_value(pool, &stacked, out);
 }
 
 static ferry_status *loop_eval(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
@@ -235,19 +261,15 @@ static ferry_status *loop_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
     }
     ferry_status *st = NULL;
     eng_plan *plan = NULL;
-    owned *carried = calloc((size_t)k + 1, sizeof(owned));
+    carried state = {0};
     stack *scans = calloc((size_t)n_scan + 1, sizeof(stack));
     eng_tensor *formal = calloc((size_t)k + 3, sizeof(eng_tensor));
     eng_tensor *inputs = calloc((size_t)g->n_inputs + 1, sizeof(eng_tensor));
-    if (!carried || !scans || !formal || !inputs) {
+    if (!scans || !formal || !inputs) {
         st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
         goto out;
     }
-    for (int i = 0; i < k; i++)
-        if (!ins[2 + i] || (st = own_copy(&carried[i], ins[2 + i]))) {
-            if (!st) st = core_error(FERRY_ERR_INVALID_MODEL, "loop-carried input %d is missing", i);
-            goto out;
-        }
+    if ((st = carried_init(&state, ins + 2, k))) goto out;
     int64_t iter = 0;
     uint8_t cond_byte;
     for (; cond && iter < max_trips; iter++) {
@@ -264,7 +286,7 @@ static ferry_status *loop_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
             const eng_value *v = &g->values[g->inputs[j]];
             if (v->declared_rank == 1) formal[j].rank = 1, formal[j].dims[0] = 1;
         }
-        for (int i = 0; i < k; i++) formal[2 + i] = carried[i].t;
+        for (int i = 0; i < k; i++) formal[2 + i] = state.values[i];
         if ((st = bind_inputs(n, "body", g, ins, formal, 2 + k, inputs))) goto out;
         if ((st = run_graph(g, inputs, &plan))) goto out;
         const eng_tensor *c = eng_plan_value(plan, g->outputs[0]);
@@ -273,23 +295,24 @@ static ferry_status *loop_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
             goto out;
         }
         cond = truth(c);
-        for (int i = 0; i < k; i++)
-            if ((st = own_copy(&carried[i], eng_plan_value(plan, g->outputs[1 + i])))) goto out;
+        if ((st = carried_update(&state, plan, g->outputs + 1))) goto out;
         for (int s = 0; s < n_scan; s++)
             if ((st = stack_push(&scans[s], eng_plan_value(plan, g->outputs[1 + k + s]))))
                 goto out;
     }
     for (int i = 0; i < k; i++)
-        if (outs[i] && (st = copy_to_pool(pool, &carried[i].t, outs[i]))) goto out;
+        if (outs[i] && (st = copy_to_pool(pool, &state.values[i], outs[i]))) goto out;
     for (int s = 0; s < n_scan; s++)
         if (outs[k + s] &&
             (st = stack_emit(&scans[s], &g->values[g->outputs[1 + k + s]], pool, outs[k + s])))
             goto out;
 out:
     eng_plan_free(plan);
-    for (int i = 0; carried && i < k; i++) free(carried[i].t.data);
-    for (int s = 0; scans && s < n_scan; s++) free(scans[s].data);
-    free(carried);
+    carried_free(&state);
+    for (int s = 0; scans && s < n_scan; s++) {
+        free(scans[s].data);
+        core_pool_release(&scans[s].refs);
+    }
     free(scans);
     free(formal);
     free(inputs);
@@ -370,20 +393,16 @@ static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
         steps = x->dims[axis];
     }
     eng_plan *plan = NULL;
-    owned *state = calloc((size_t)n_state + 1, sizeof(owned));
+    carried state = {0};
     stack *stacks = calloc((size_t)n_scan_out + 1, sizeof(stack));
     eng_tensor *formal = calloc((size_t)n_formal + 1, sizeof(eng_tensor));
     eng_tensor *inputs = calloc((size_t)g->n_inputs + 1, sizeof(eng_tensor));
     void **slices = calloc((size_t)m + 1, sizeof(void *));
-    if (!state || !stacks || !formal || !inputs || !slices) {
+    if (!stacks || !formal || !inputs || !slices) {
         st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
         goto out;
     }
-    for (int i = 0; i < n_state; i++)
-        if (!ins[i] || (st = own_copy(&state[i], ins[i]))) {
-            if (!st) st = core_error(FERRY_ERR_INVALID_MODEL, "state input %d is missing", i);
-            goto out;
-        }
+    if ((st = carried_init(&state, ins, n_state))) goto out;
     for (int j = 0; j < m; j++) {
         const eng_tensor *x = ins[n_state + j];
         size_t bytes = x->dims[in_axes[j]] ? eng_nbytes(x) / (size_t)x->dims[in_axes[j]] : 0;
@@ -393,7 +412,7 @@ static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
         }
     }
     for (int64_t t = 0; t < steps; t++) {
-        for (int i = 0; i < n_state; i++) formal[i] = state[i].t;
+        for (int i = 0; i < n_state; i++) formal[i] = state.values[i];
         for (int j = 0; j < m; j++) {
             formal[n_state + j].data = slices[j];
             take_slice(ins[n_state + j], (int)in_axes[j], in_dirs[j] ? steps - 1 - t : t,
@@ -401,14 +420,13 @@ static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
         }
         if ((st = bind_inputs(n, "body", g, ins, formal, n_formal, inputs))) goto out;
         if ((st = run_graph(g, inputs, &plan))) goto out;
-        for (int i = 0; i < n_state; i++)
-            if ((st = own_copy(&state[i], eng_plan_value(plan, g->outputs[i])))) goto out;
+        if ((st = carried_update(&state, plan, g->outputs))) goto out;
         for (int s = 0; s < n_scan_out; s++)
             if ((st = stack_push(&stacks[s], eng_plan_value(plan, g->outputs[n_state + s]))))
                 goto out;
     }
     for (int i = 0; i < n_state; i++)
-        if (outs[i] && (st = copy_to_pool(pool, &state[i].t, outs[i]))) goto out;
+        if (outs[i] && (st = copy_to_pool(pool, &state.values[i], outs[i]))) goto out;
     for (int s = 0; s < n_scan_out; s++) {
         eng_tensor stacked;
         eng_tensor *out = outs[n_state + s];
@@ -447,14 +465,79 @@ static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
     }
 out:
     eng_plan_free(plan);
-    for (int i = 0; state && i < n_state; i++) free(state[i].t.data);
-    for (int s = 0; stacks && s < n_scan_out; s++) free(stacks[s].data);
+    carried_free(&state);
+    for (int s = 0; stacks && s < n_scan_out; s++) {
+        free(stacks[s].data);
+        core_pool_release(&stacks[s].refs);
+    }
     for (int j = 0; slices && j < m; j++) free(slices[j]);
-    free(state);
     free(stacks);
     free(formal);
     free(inputs);
     free(slices);
+    return st ? core_error_wrap(st, "body") : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * SequenceMap: the body runs once per element of the first input; further inputs that are
+ * sequences are walked in step, tensors are passed whole. Each output collects a sequence.
+ * ---------------------------------------------------------------------------------------- */
+
+static ferry_status *sequence_map_eval(const eng_node *n, eng_tensor **ins, int n_ins,
+                                       eng_tensor **outs, core_pool *pool)
+{
+    (void)n_ins;
+    const ferry_model *g = eng_node_subgraph(n, "body");
+    int n_formal = n->n_in - n->n_implicit;
+    if (n_formal < 1 || !ins[0] || ins[0]->dtype != FERRY_DTYPE_SEQUENCE)
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "input_sequence must be a sequence");
+    if (g->n_formal_inputs != n_formal || g->n_outputs != n->n_out || n_formal > MAX_IO)
+        return core_error(FERRY_ERR_INVALID_MODEL, "the body's inputs or outputs do not match");
+    int64_t len = ins[0]->dims[0];
+    for (int i = 1; i < n_formal; i++)
+        if (ins[i] && ins[i]->dtype == FERRY_DTYPE_SEQUENCE && ins[i]->dims[0] != len)
+            return core_error(FERRY_ERR_INVALID_ARGUMENT, "sequences differ in length");
+    ferry_status *st = NULL;
+    eng_plan *plan = NULL;
+    eng_tensor *formal = calloc((size_t)n_formal + 1, sizeof(eng_tensor));
+    eng_tensor *inputs = calloc((size_t)g->n_inputs + 1, sizeof(eng_tensor));
+    if (!formal || !inputs) {
+        st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    for (int o = 0; o < n->n_out; o++) {
+        if (!outs[o]) continue;
+        memset(outs[o], 0, sizeof(eng_tensor));
+        outs[o]->dtype = FERRY_DTYPE_SEQUENCE;
+        outs[o]->rank = 1;
+        outs[o]->dims[0] = len;
+        outs[o]->data = core_pool_alloc(pool, ((size_t)len + 1) * sizeof(eng_tensor), 64);
+        if (!outs[o]->data) {
+            st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+            goto out;
+        }
+    }
+    for (int64_t t = 0; t < len; t++) {
+        for (int i = 0; i < n_formal; i++) {
+            const eng_tensor *x = ins[i];
+            if (!x) {
+                st = core_error(FERRY_ERR_INVALID_MODEL, "input %d is missing", i);
+                goto out;
+            }
+            formal[i] = x->dtype == FERRY_DTYPE_SEQUENCE ? ((const eng_tensor *)x->data)[t] : *x;
+        }
+        if ((st = bind_inputs(n, "body", g, ins, formal, n_formal, inputs))) goto out;
+        if ((st = run_graph(g, inputs, &plan))) goto out;
+        for (int o = 0; o < n->n_out; o++)
+            if (outs[o] &&
+                (st = eng_copy_value(pool, eng_plan_value(plan, g->outputs[o]),
+                                     &((eng_tensor *)outs[o]->data)[t])))
+                goto out;
+    }
+out:
+    eng_plan_free(plan);
+    free(formal);
+    free(inputs);
     return st ? core_error_wrap(st, "body") : NULL;
 }
 
@@ -483,6 +566,8 @@ static const eng_op ops[] = {
      .run = no_infer},
     {.domain = "", .name = "Scan", .since_version = 9, .init = graph_attr_init,
      .infer = no_infer, .run = no_infer, .eval = scan_eval},
+    {.domain = "", .name = "SequenceMap", .since_version = 17, .init = graph_attr_init,
+     .infer = no_infer, .run = no_infer, .eval = sequence_map_eval},
 };
 
 const eng_op_table eng_ops_control = {ops, sizeof(ops) / sizeof(ops[0])};
