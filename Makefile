@@ -48,6 +48,9 @@ fuzz: deps
 	  $(FUZZ_BUILD)/corpus-model tests/fuzz/corpus/model
 	$(FUZZ_BUILD)/tests/fuzz/fuzz_tensor_file -max_total_time=$(FUZZ_SECONDS) \
 	  $(FUZZ_BUILD)/corpus-tensor tests/fuzz/corpus/tensor
+	mkdir -p $(FUZZ_BUILD)/corpus-config
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_config_pbtxt -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_BUILD)/corpus-config tests/fuzz/corpus/config_pbtxt
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -909,7 +909,7 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
     while (pb_next(&r, &f)) {
         if (f.wire != PB_LEN || f.number != 1) continue;
         eng_node *n = &m->nodes[m->n_nodes];
-        bool is_const;
+        bool is_const = false;
         eng_tensor constant;
         raw_node rn = {f.data, f.len};
         if ((st = parse_node(m, &rn, n, &is_const, &constant))) return st;
