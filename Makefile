@@ -20,9 +20,9 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 
+# Serves the bundled example repository and prints a curl command that works.
 run: build
-	$(BUILD)/ferry inspect examples/mlp/model.onnx
-	$(BUILD)/ferry run examples/mlp/model.onnx examples/mlp/input.npy
+	bash scripts/serve-example.sh $(BUILD)
 
 test: test-plain test-asan
 
@@ -51,6 +51,11 @@ fuzz: deps
 	mkdir -p $(FUZZ_BUILD)/corpus-config
 	$(FUZZ_BUILD)/tests/fuzz/fuzz_config_pbtxt -max_total_time=$(FUZZ_SECONDS) \
 	  $(FUZZ_BUILD)/corpus-config tests/fuzz/corpus/config_pbtxt
+	mkdir -p $(FUZZ_BUILD)/corpus-infer-json $(FUZZ_BUILD)/corpus-infer-binary
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_infer_json -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_BUILD)/corpus-infer-json tests/fuzz/corpus/infer_json
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_infer_binary -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_BUILD)/corpus-infer-binary tests/fuzz/corpus/infer_binary
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -67,6 +67,9 @@ static const char usage[] =
     "  run MODEL [INPUT ...] [--input NAME=FILE] [-o DIR]\n"
     "        run an ONNX model on .npy or .pb (TensorProto) inputs; with -o, write each\n"
     "        output to DIR/<output name>.npy, otherwise print a summary of each output\n"
+    "  serve --model-repository DIR [--http-port N] [--host ADDR] [options]\n"
+    "        serve a Triton-style model repository over HTTP (KServe v2); see 'ferry serve "
+    "--help'\n"
     "  inspect MODEL\n"
     "        show inputs, outputs, opsets, operator counts and parameter size\n"
     "  bench MODEL [--batch N] [--threads T] [--seconds S] [--warmup N] [--dim NAME=V] [--json]\n"
@@ -83,6 +86,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cli_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cli_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cli_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cli_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

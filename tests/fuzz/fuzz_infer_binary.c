@@ -76,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *buf = malloc(size + 1);
     if (!buf) return 0;
     memcpy(buf, data + 4, size);
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) one(&sigs[i], buf, size, header_len);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        one(&sigs[i], buf, size, header_len);
     free(buf);
     buf = malloc(size + 1);
     if (!buf) return 0;
