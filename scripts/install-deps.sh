@@ -3,7 +3,7 @@
 #
 # Build: a C17 compiler, CMake. Tests: cmocka (unit), clang + its runtime (libFuzzer and
 # sanitizers), ONNX's backend test data, Python with numpy/onnx/pytest, and PyTorch with
-# torchvision to export the end-to-end models. The HTTP server needs libmicrohttpd and jansson;
+# torchvision to export the end-to-end models, scikit-learn for the ONNX-ML comparisons. The HTTP server needs libmicrohttpd and jansson;
 # wrk drives its benchmark. The engine itself needs only libc and libm.
 set -euo pipefail
 
@@ -15,7 +15,7 @@ packages=(
   wrk curl
   libonnx-testdata
   python3 python3-numpy python3-onnx python3-pytest python3-requests
-  python3-torch python3-torchvision
+  python3-torch python3-torchvision python3-sklearn
 )
 
 missing=()

@@ -18,11 +18,13 @@
 #include "engine/op.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ML_DOMAIN "ai.onnx.ml"
-#define ML_MAX_TASKS 64
+#define ML_DOMAIN         "ai.onnx.ml"
+#define ML_MAX_TASKS      64
+#define ML_SCRATCH_BUDGET ((size_t)64 << 20) /* fewer tasks when each needs a lot of scratch */
 
 /* --- post transforms --------------------------------------------------------------------- */
 
@@ -46,7 +48,8 @@ static inline ferry_status *ml_parse_transform(const eng_node *node, ml_transfor
     }
     return core_error(FERRY_ERR_INVALID_MODEL,
                       "post_transform '%s' is not one of NONE, LOGISTIC, SOFTMAX, SOFTMAX_ZERO, "
-                      "PROBIT", s);
+                      "PROBIT",
+                      s);
 }
 
 static inline double ml_logistic(double x)
@@ -69,12 +72,13 @@ static inline double ml_probit(double p)
     return 1.41421356237309504880 * sgn * sqrt(sqrt(v * v - v2) - v);
 }
 
-/* Applies T to the N scores of one row in place. SOFTMAX_ZERO leaves zero scores at zero (a
- * class that no tree voted for keeps probability 0), as onnxruntime does. */
+/* Applies T to the N scores of one row in place. SOFTMAX_ZERO keeps (near) zero scores out of
+ * the sum, so a class nothing voted for keeps probability 0, as onnxruntime does. */
 static inline void ml_transform_row(ml_transform t, double *v, int64_t n)
 {
     switch (t) {
-    case ML_NONE: break;
+    case ML_NONE:
+        break;
     case ML_LOGISTIC:
         for (int64_t i = 0; i < n; i++) v[i] = ml_logistic(v[i]);
         break;
@@ -89,7 +93,7 @@ static inline void ml_transform_row(ml_transform t, double *v, int64_t n)
             if (v[i] > mx) mx = v[i];
         for (int64_t i = 0; i < n; i++) {
             if (t == ML_SOFTMAX_ZERO && fabs(v[i]) <= 1e-7) {
-                v[i] = 0;
+                v[i] *= exp(-mx);
                 continue;
             }
             v[i] = exp(v[i] - mx);
@@ -114,10 +118,12 @@ static inline bool ml_numeric(ferry_dtype dt)
  * returns N and F. */
 static inline ferry_status *ml_matrix(const eng_tensor *x, int64_t *n, int64_t *f)
 {
+    *n = *f = 0;
     if (!ml_numeric(x->dtype))
         return core_error(FERRY_ERR_UNSUPPORTED,
                           "input X of type %s is not supported (expected float, double, int32 "
-                          "or int64)", ferry_dtype_name(x->dtype));
+                          "or int64)",
+                          ferry_dtype_name(x->dtype));
     if (x->rank == 1) {
         *n = 1;
         *f = x->dims[0];
@@ -134,8 +140,7 @@ static inline ferry_status *ml_matrix(const eng_tensor *x, int64_t *n, int64_t *
 }
 
 /* Converts N elements of X (a numeric dtype) starting at element OFF to doubles. */
-static inline void ml_load_row(ferry_dtype dt, const void *x, int64_t off, int64_t n,
-                               double *dst)
+static inline void ml_load_row(ferry_dtype dt, const void *x, int64_t off, int64_t n, double *dst)
 {
     switch (dt) {
     case FERRY_DTYPE_FLOAT: {
@@ -143,7 +148,9 @@ static inline void ml_load_row(ferry_dtype dt, const void *x, int64_t off, int64
         for (int64_t i = 0; i < n; i++) dst[i] = p[i];
         break;
     }
-    case FERRY_DTYPE_DOUBLE: memcpy(dst, (const double *)x + off, (size_t)n * sizeof(double)); break;
+    case FERRY_DTYPE_DOUBLE:
+        memcpy(dst, (const double *)x + off, (size_t)n * sizeof(double));
+        break;
     case FERRY_DTYPE_INT32: {
         const int32_t *p = (const int32_t *)x + off;
         for (int64_t i = 0; i < n; i++) dst[i] = p[i];
@@ -154,24 +161,62 @@ static inline void ml_load_row(ferry_dtype dt, const void *x, int64_t off, int64
         for (int64_t i = 0; i < n; i++) dst[i] = (double)p[i];
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
 /* --- attributes --------------------------------------------------------------------------- */
 
-/* Integer class labels from INTS_NAME. String labels need string tensors, which Ferry does not
- * have: an error naming STRINGS_NAME. *n is 0 when neither is given. */
-static inline ferry_status *ml_int_labels(const eng_node *node, const char *ints_name,
-                                          const char *strings_name, const int64_t **labels,
-                                          size_t *n)
+/* Class labels: integers (classlabels_int64s / classlabels_ints) or strings
+ * (classlabels_strings), whose output elements point at the model's own copies. */
+typedef struct ml_labels {
+    const int64_t *ints;
+    const char *const *strs;
+    size_t n;
+} ml_labels;
+
+/* Reads the labels from INTS_NAME or STRINGS_NAME (at most one may be given); n is 0 when
+ * neither is. */
+static inline ferry_status *ml_read_labels(const eng_node *node, const char *ints_name,
+                                           const char *strings_name, ml_labels *l)
 {
-    if (eng_attr_kind(node, strings_name) == ENG_ATTR_STRINGS)
-        return core_error(FERRY_ERR_UNSUPPORTED,
-                          "%s is not supported: Ferry has no string tensors for string class "
-                          "labels (integer labels in %s are)", strings_name, ints_name);
-    *labels = eng_attr_ints(node, ints_name, n);
+    size_t ni = 0, ns = 0;
+    memset(l, 0, sizeof(*l));
+    const int64_t *ints = eng_attr_ints(node, ints_name, &ni);
+    const char *const *strs = eng_attr_strings(node, strings_name, &ns);
+    if (ni && ns)
+        return core_error(FERRY_ERR_INVALID_MODEL, "%s and %s are both given; use one", ints_name,
+                          strings_name);
+    if (ns)
+        l->strs = strs, l->n = ns;
+    else
+        l->ints = ints, l->n = ni;
     return NULL;
+}
+
+static inline ferry_dtype ml_label_dtype(const ml_labels *l)
+{
+    return l->strs ? FERRY_DTYPE_STRING : FERRY_DTYPE_INT64;
+}
+
+/* Writes label K (< l->n) as element ROW of Y (int64 or string). */
+static inline void ml_store_label(const ml_labels *l, void *y, int64_t row, size_t k)
+{
+    if (l->strs)
+        ((const char **)y)[row] = l->strs[k];
+    else
+        ((int64_t *)y)[row] = l->ints[k];
+}
+
+/* Writes onnxruntime's fallback label for a one-score model without two labels: 1 or 0, as
+ * "1" / "0" for string labels. */
+static inline void ml_store_bit(const ml_labels *l, void *y, int64_t row, bool one)
+{
+    if (l->strs)
+        ((const char **)y)[row] = one ? "1" : "0";
+    else
+        ((int64_t *)y)[row] = one;
 }
 
 /* Reads a float list attribute NAME, or its double-precision form NAME_as_tensor, into a new
@@ -191,15 +236,15 @@ static inline ferry_status *ml_doubles(const eng_node *node, const char *name, d
                           tname);
     if (t) {
         if (t->dtype != FERRY_DTYPE_DOUBLE && t->dtype != FERRY_DTYPE_FLOAT)
-            return core_error(FERRY_ERR_INVALID_MODEL, "%s must be a double tensor, got %s",
-                              tname, ferry_dtype_name(t->dtype));
+            return core_error(FERRY_ERR_INVALID_MODEL, "%s must be a double tensor, got %s", tname,
+                              ferry_dtype_name(t->dtype));
         n = (size_t)eng_numel(t);
     }
     if (!f && !t) return NULL;
     double *d = malloc((n ? n : 1) * sizeof(double));
     if (!d) return core_error(FERRY_ERR_NO_MEMORY, "out of memory reading %s", name);
-    for (size_t i = 0; i < n; i++) d[i] = f ? (double)f[i] : core_load_f64(t->dtype, t->data,
-                                                                          (int64_t)i);
+    for (size_t i = 0; i < n; i++)
+        d[i] = f ? (double)f[i] : core_load_f64(t->dtype, t->data, (int64_t)i);
     *out = d;
     *count = n;
     return NULL;
@@ -214,18 +259,24 @@ static inline size_t ml_align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-/* Tasks for ROWS rows with at least GRAIN rows each (GRAIN >= 1). */
-static inline int64_t ml_tasks(int64_t rows, int64_t grain)
+/* Tasks for ROWS rows with at least GRAIN rows each (GRAIN >= 1), each with SCRATCH bytes:
+ * at most ML_MAX_TASKS, and fewer when their scratch would pass ML_SCRATCH_BUDGET. */
+static inline int64_t ml_tasks(int64_t rows, int64_t grain, size_t scratch)
 {
     if (rows <= 0) return 0;
     int64_t t = (rows + grain - 1) / grain;
-    return t < ML_MAX_TASKS ? t : ML_MAX_TASKS;
+    if (t > ML_MAX_TASKS) t = ML_MAX_TASKS;
+    if (scratch && (size_t)t * ml_align64(scratch) > ML_SCRATCH_BUDGET) {
+        t = (int64_t)(ML_SCRATCH_BUDGET / ml_align64(scratch));
+        if (t < 1) t = 1;
+    }
+    return t;
 }
 
 /* Workspace bytes for ml_parallel_rows with SCRATCH bytes per task. */
 static inline size_t ml_rows_workspace(int64_t rows, int64_t grain, size_t scratch)
 {
-    return scratch ? (size_t)ml_tasks(rows, grain) * ml_align64(scratch) : 0;
+    return scratch ? (size_t)ml_tasks(rows, grain, scratch) * ml_align64(scratch) : 0;
 }
 
 typedef struct ml_rows_job {
@@ -251,7 +302,11 @@ static inline void ml_rows_task(void *p, int64_t begin, int64_t end)
 static inline void ml_parallel_rows(const eng_op_call *call, int64_t rows, int64_t grain,
                                     size_t scratch, ml_rows_fn fn, const void *arg)
 {
-    ml_rows_job job = {fn, arg, rows, ml_tasks(rows, grain), call->workspace,
+    ml_rows_job job = {fn,
+                       arg,
+                       rows,
+                       ml_tasks(rows, grain, scratch),
+                       call->workspace,
                        scratch ? ml_align64(scratch) : 0};
     if (job.tasks == 0) return;
     if (job.tasks == 1) {
