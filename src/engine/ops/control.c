@@ -359,29 +359,18 @@ static void take_slice(const eng_tensor *src, int axis, int64_t t, eng_tensor *d
                      esz, r, dims, st);
 }
 
-static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
-                               core_pool *pool)
+/* The scan itself: INS holds the node's inputs (states from FIRST, then M scan inputs, then
+ * the captures at their usual place); axes have been read from the attributes. */
+static ferry_status *scan_core(const eng_node *n, const ferry_model *g, eng_tensor **ins,
+                               int first, int n_state, int m, int n_scan_out, int64_t *in_axes,
+                               const int64_t *in_dirs, const int64_t *out_axes,
+                               const int64_t *out_dirs, eng_tensor **outs, core_pool *pool)
 {
-    (void)n_ins;
-    const ferry_model *g = eng_node_subgraph(n, "body");
-    int n_formal = n->n_in - n->n_implicit;
-    int m = (int)eng_attr_int(n, "num_scan_inputs", -1);
-    int n_state = n_formal - m;
-    int n_scan_out = n->n_out - n_state;
-    if (m < 1 || n_state < 0 || n_scan_out < 0 || g->n_formal_inputs != n_formal ||
-        g->n_outputs != n->n_out || m > MAX_IO || n->n_out > MAX_IO)
-        return core_error(FERRY_ERR_INVALID_MODEL,
-                          "num_scan_inputs, the node's inputs/outputs and the body disagree");
-    int64_t in_axes[MAX_IO], in_dirs[MAX_IO], out_axes[MAX_IO], out_dirs[MAX_IO];
+    int n_formal = n_state + m;
     ferry_status *st;
-    if ((st = read_axes(n, "scan_input_axes", m, in_axes)) ||
-        (st = read_axes(n, "scan_input_directions", m, in_dirs)) ||
-        (st = read_axes(n, "scan_output_axes", n_scan_out, out_axes)) ||
-        (st = read_axes(n, "scan_output_directions", n_scan_out, out_dirs)))
-        return st;
     int64_t steps = -1;
     for (int j = 0; j < m; j++) {
-        const eng_tensor *x = ins[n_state + j];
+        const eng_tensor *x = ins[first + n_state + j];
         int axis;
         if (!x) return core_error(FERRY_ERR_INVALID_MODEL, "scan input %d is missing", j);
         if ((st = eng_axis(in_axes[j], x->rank, &axis))) return st;
@@ -402,9 +391,9 @@ static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
         st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
         goto out;
     }
-    if ((st = carried_init(&state, ins, n_state))) goto out;
+    if ((st = carried_init(&state, ins + first, n_state))) goto out;
     for (int j = 0; j < m; j++) {
-        const eng_tensor *x = ins[n_state + j];
+        const eng_tensor *x = ins[first + n_state + j];
         size_t bytes = x->dims[in_axes[j]] ? eng_nbytes(x) / (size_t)x->dims[in_axes[j]] : 0;
         if (!(slices[j] = malloc(bytes ? bytes : 1))) {
             st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
@@ -415,7 +404,7 @@ static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
         for (int i = 0; i < n_state; i++) formal[i] = state.values[i];
         for (int j = 0; j < m; j++) {
             formal[n_state + j].data = slices[j];
-            take_slice(ins[n_state + j], (int)in_axes[j], in_dirs[j] ? steps - 1 - t : t,
+            take_slice(ins[first + n_state + j], (int)in_axes[j], in_dirs[j] ? steps - 1 - t : t,
                        &formal[n_state + j]);
         }
         if ((st = bind_inputs(n, "body", g, ins, formal, n_formal, inputs))) goto out;
@@ -541,14 +530,145 @@ out:
     return st ? core_error_wrap(st, "body") : NULL;
 }
 
-static ferry_status *scan8_init(const eng_node *n, int opset, void **state)
+static ferry_status *scan_eval(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
+                               core_pool *pool)
 {
-    (void)n;
-    (void)opset;
-    (void)state;
-    return core_error(FERRY_ERR_UNSUPPORTED,
-                      "Scan-8 (with a batch axis and sequence_lens) is not supported; re-export "
-                      "the model with opset 9 or later");
+    (void)n_ins;
+    const ferry_model *g = eng_node_subgraph(n, "body");
+    int n_formal = n->n_in - n->n_implicit;
+    int m = (int)eng_attr_int(n, "num_scan_inputs", -1);
+    int n_state = n_formal - m;
+    int n_scan_out = n->n_out - n_state;
+    if (m < 1 || n_state < 0 || n_scan_out < 0 || g->n_formal_inputs != n_formal ||
+        g->n_outputs != n->n_out || m > MAX_IO || n->n_out > MAX_IO)
+        return core_error(FERRY_ERR_INVALID_MODEL,
+                          "num_scan_inputs, the node's inputs/outputs and the body disagree");
+    int64_t in_axes[MAX_IO], in_dirs[MAX_IO], out_axes[MAX_IO], out_dirs[MAX_IO];
+    ferry_status *st;
+    if ((st = read_axes(n, "scan_input_axes", m, in_axes)) ||
+        (st = read_axes(n, "scan_input_directions", m, in_dirs)) ||
+        (st = read_axes(n, "scan_output_axes", n_scan_out, out_axes)) ||
+        (st = read_axes(n, "scan_output_directions", n_scan_out, out_dirs)))
+        return st;
+    return scan_core(n, g, ins, 0, n_state, m, n_scan_out, in_axes, in_dirs, out_axes, out_dirs,
+                     outs, pool);
+}
+
+/* Scan-8: every input and output has a leading batch axis, and the optional first input gives
+ * each batch entry's sequence length. Each entry is scanned on its own, its outputs padded
+ * with zeros to the longest length, then stacked. */
+static ferry_status *scan8_eval(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
+                                core_pool *pool)
+{
+    (void)n_ins;
+    const ferry_model *g = eng_node_subgraph(n, "body");
+    int n_formal = n->n_in - n->n_implicit - 1; /* without sequence_lens */
+    int m = (int)eng_attr_int(n, "num_scan_inputs", -1);
+    int n_state = n_formal - m;
+    int n_scan_out = n->n_out - n_state;
+    if (m < 1 || n_state < 0 || n_scan_out < 0 || g->n_formal_inputs != n_formal ||
+        g->n_outputs != n->n_out || m > MAX_IO || n->n_out > MAX_IO)
+        return core_error(FERRY_ERR_INVALID_MODEL,
+                          "num_scan_inputs, the node's inputs/outputs and the body disagree");
+    int64_t in_dirs[MAX_IO], zeros[MAX_IO] = {0}, axes[MAX_IO];
+    ferry_status *st = read_axes(n, "directions", m, in_dirs);
+    if (st) return st;
+    int64_t batch = -1;
+    for (int i = 1; i <= n_formal; i++) {
+        if (!ins[i] || ins[i]->rank < 1)
+            return core_error(FERRY_ERR_INVALID_ARGUMENT, "input %d needs a batch axis", i);
+        if (batch >= 0 && ins[i]->dims[0] != batch)
+            return core_error(FERRY_ERR_INVALID_ARGUMENT, "inputs differ in batch size");
+        batch = ins[i]->dims[0];
+    }
+    int64_t max_len = ins[1 + n_state]->rank > 1 ? ins[1 + n_state]->dims[1] : 0;
+    eng_tensor **sub_ins = calloc((size_t)n->n_in + 1, sizeof(eng_tensor *));
+    eng_tensor *slices = calloc((size_t)n_formal + 1, sizeof(eng_tensor));
+    eng_tensor *parts = calloc(((size_t)batch + 1) * ((size_t)n->n_out + 1), sizeof(eng_tensor));
+    eng_tensor **part_ptrs = calloc((size_t)n->n_out + 1, sizeof(eng_tensor *));
+    core_pool tmp = {0};
+    if (!sub_ins || !slices || !parts || !part_ptrs) {
+        st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n->n_in; i++) sub_ins[i] = ins[i];
+    for (int64_t b = 0; b < batch; b++) {
+        int64_t len = max_len;
+        if (ins[0] && eng_numel(ins[0]) == batch) {
+            len = core_load_i64(ins[0]->dtype, ins[0]->data, b);
+            if (len < 0 || len > max_len) {
+                st = core_error(FERRY_ERR_RUNTIME, "sequence_lens[%lld] is out of range",
+                                (long long)b);
+                goto out;
+            }
+        }
+        /* Entry b of every input, with scan inputs cut to this entry's length. */
+        for (int i = 0; i < n_formal; i++) {
+            const eng_tensor *x = ins[1 + i];
+            int64_t strides[FERRY_MAX_RANK], acc = 1;
+            for (int d = x->rank - 1; d >= 0; d--) {
+                strides[d] = acc;
+                acc *= x->dims[d];
+            }
+            eng_tensor *t = &slices[i];
+            t->dtype = x->dtype;
+            t->rank = x->rank - 1;
+            for (int d = 1; d < x->rank; d++) t->dims[d - 1] = x->dims[d];
+            if (i >= n_state && t->rank > 0) t->dims[0] = len;
+            size_t esz = ferry_dtype_size(x->dtype), bytes = eng_nbytes(t);
+            t->data = core_pool_alloc(&tmp, bytes ? bytes : 1, 64);
+            if (!t->data) {
+                st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+                goto out;
+            }
+            if (bytes)
+                eng_copy_strided(t->data, (const char *)x->data + (size_t)(b * strides[0]) * esz,
+                                 esz, t->rank, t->dims, strides + 1);
+            sub_ins[1 + i] = t;
+        }
+        for (int o = 0; o < n->n_out; o++) part_ptrs[o] = &parts[b * n->n_out + o];
+        for (int j = 0; j < n_scan_out; j++) axes[j] = 0;
+        int64_t in_axes[MAX_IO] = {0};
+        if ((st = scan_core(n, g, sub_ins, 1, n_state, m, n_scan_out, in_axes, in_dirs, axes,
+                            zeros, part_ptrs, &tmp)))
+            goto out;
+    }
+    /* Stack entry results: states [batch, ...], scan outputs [batch, max_len, ...]. */
+    for (int o = 0; o < n->n_out && batch > 0; o++) {
+        if (!outs[o]) continue;
+        const eng_tensor *p0 = &parts[o];
+        eng_tensor *out = outs[o];
+        memset(out, 0, sizeof(*out));
+        out->dtype = p0->dtype;
+        out->rank = p0->rank + 1;
+        if (out->rank > FERRY_MAX_RANK) {
+            st = core_error(FERRY_ERR_UNSUPPORTED, "rank too large");
+            goto out;
+        }
+        out->dims[0] = batch;
+        for (int d = 0; d < p0->rank; d++) out->dims[d + 1] = p0->dims[d];
+        if (o >= n_state && p0->rank > 0) out->dims[1] = max_len;
+        size_t bytes = eng_nbytes(out), row = batch ? bytes / (size_t)batch : 0;
+        out->data = core_pool_alloc(pool, bytes ? bytes : 1, 64);
+        if (!out->data) {
+            st = core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+            goto out;
+        }
+        memset(out->data, 0, bytes);
+        for (int64_t b = 0; b < batch; b++) {
+            const eng_tensor *p = &parts[b * n->n_out + o];
+            size_t have = eng_nbytes(p);
+            if (have > row) have = row;
+            if (have) memcpy((char *)out->data + (size_t)b * row, p->data, have);
+        }
+    }
+out:
+    core_pool_release(&tmp);
+    free(sub_ins);
+    free(slices);
+    free(parts);
+    free(part_ptrs);
+    return st;
 }
 
 static ferry_status *no_infer(eng_op_call *call)
@@ -562,8 +682,8 @@ static const eng_op ops[] = {
      .run = no_infer, .eval = if_eval},
     {.domain = "", .name = "Loop", .since_version = 1, .init = graph_attr_init,
      .infer = no_infer, .run = no_infer, .eval = loop_eval},
-    {.domain = "", .name = "Scan", .since_version = 8, .init = scan8_init, .infer = no_infer,
-     .run = no_infer},
+    {.domain = "", .name = "Scan", .since_version = 8, .init = graph_attr_init,
+     .infer = no_infer, .run = no_infer, .eval = scan8_eval},
     {.domain = "", .name = "Scan", .since_version = 9, .init = graph_attr_init,
      .infer = no_infer, .run = no_infer, .eval = scan_eval},
     {.domain = "", .name = "SequenceMap", .since_version = 17, .init = graph_attr_init,
