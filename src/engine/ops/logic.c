@@ -9,7 +9,7 @@
  * Integer operations never trap: x % 0 gives 0, MIN % -1 gives 0, and shifts by the type's
  * width or more give 0.
  */
-#include "engine/ops/unary_common.h"
+#include "engine/ops/elementwise_common.h"
 
 #include <math.h>
 

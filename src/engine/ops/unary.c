@@ -13,7 +13,7 @@
  * and write elements through core_load_f64/core_store_f64 and compute in double; they are
  * rare and never on a model's hot path. Einsum lives in unary_einsum.h.
  */
-#include "engine/ops/unary_common.h"
+#include "engine/ops/elementwise_common.h"
 
 #include "engine/kernels/gemm.h"
 

@@ -1,6 +1,5 @@
-/* unary_common.h - machinery shared by unary.c and logic.c.
+/* elementwise_common.h - machinery shared by elementwise.c, unary.c and logic.c.
  *
- * A trimmed copy of elementwise.c's broadcasting (whose helpers are private to that file):
  * broadcast_apply() merges the output's dimensions into as few runs as the input layouts
  * allow and calls a typed row function per run, split across the call's thread pool;
  * map_apply() runs a map function over a contiguous tensor. Also the dtype lists that generate
@@ -8,8 +7,8 @@
  *
  * Everything here is static inline, so that a file using only part of it compiles cleanly.
  */
-#ifndef ENGINE_OPS_UNARY_COMMON_H
-#define ENGINE_OPS_UNARY_COMMON_H
+#ifndef ENGINE_OPS_ELEMENTWISE_COMMON_H
+#define ENGINE_OPS_ELEMENTWISE_COMMON_H
 
 #include "engine/op.h"
 #include "engine/ops/elementwise_vec.h"
@@ -25,7 +24,7 @@ typedef void (*row_fn)(void *out, const void *const *in, const int *s, int64_t n
 /* N contiguous elements of one input. */
 typedef void (*map_fn)(void *out, const void *in, int64_t n, const void *p);
 
-#define MAX_IN 2
+#define MAX_IN 3 /* Where */
 
 /* Elements per parallel work item: enough to hide the pool's hand-off for cheap operations,
  * smaller where each element costs tens of instructions (libm calls). */
@@ -57,6 +56,7 @@ typedef void (*map_fn)(void *out, const void *in, int64_t n, const void *p);
 #define BOOL_TYPE(X, A) X(A, BOOL, uint8_t, b, b, ID, ID)
 #define INT_TYPES(X, A) SINT_TYPES(X, A) UINT_TYPES(X, A)
 #define NUM_TYPES(X, A) FLOAT_TYPES(X, A) INT_TYPES(X, A)
+#define SIGNED_TYPES(X, A) FLOAT_TYPES(X, A) SINT_TYPES(X, A)
 
 #define CT_f   float
 #define CT_d   double
