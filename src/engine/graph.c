@@ -443,6 +443,8 @@ static ferry_status *pack_weights(ferry_model *m)
     for (int k = 0; k < m->n_nodes; k++) {
         eng_node *n = &m->nodes[k];
         if (n->folded || n->plan_time || !n->op->pack || n->n_in > 64) continue;
+        /* Inputs the node does not have read as absent, whatever index an operator asks. */
+        for (int i = 0; i < 64; i++) ins[i] = NULL;
         for (int i = 0; i < n->n_in; i++) {
             int v = n->in[i];
             ins[i] = v >= 0 && m->values[v].kind == ENG_VALUE_CONST ? &m->values[v].tensor : NULL;

@@ -93,7 +93,8 @@ typedef struct eng_op {
     ferry_status *(*infer)(eng_op_call *call);
     ferry_status *(*run)(eng_op_call *call);
     /* Optional, called once at load after constant folding: INPUTS[i] is the tensor of input i
-     * when it is a constant (weights), NULL otherwise. Lets an operator prepare weights once
+     * when it is a constant (weights), NULL otherwise (also for i past the node's inputs, up
+     * to 64). Lets an operator prepare weights once
      * (packed GEMM panels, folded layouts) for every context to share; *packed is freed with
      * unpack. A NULL *packed means "nothing to prepare". */
     ferry_status *(*pack)(const eng_node *node, const eng_tensor *const *inputs,
