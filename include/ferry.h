@@ -169,9 +169,9 @@ typedef struct ferry_model_options {
 /* Describes one graph input or output. Strings and arrays belong to the model. */
 typedef struct ferry_value_info {
     const char *name;
-    ferry_dtype dtype;       /* FERRY_DTYPE_UNDEFINED when the model does not say */
-    int rank;                /* -1 when the model declares no shape at all */
-    const int64_t *dims;     /* rank entries; -1 for a symbolic or unknown dimension */
+    ferry_dtype dtype;            /* FERRY_DTYPE_UNDEFINED when the model does not say */
+    int rank;                     /* -1 when the model declares no shape at all */
+    const int64_t *dims;          /* rank entries; -1 for a symbolic or unknown dimension */
     const char *const *dim_names; /* rank entries; the symbol ("batch") or NULL */
 } ferry_value_info;
 
@@ -195,8 +195,7 @@ void ferry_model_close(ferry_model *model);
  * A loaded model is immutable: these and every other model query are safe from any thread. */
 size_t ferry_model_input_count(const ferry_model *model);
 size_t ferry_model_output_count(const ferry_model *model);
-ferry_status *ferry_model_input_info(const ferry_model *model, size_t index,
-                                     ferry_value_info *out);
+ferry_status *ferry_model_input_info(const ferry_model *model, size_t index, ferry_value_info *out);
 ferry_status *ferry_model_output_info(const ferry_model *model, size_t index,
                                       ferry_value_info *out);
 
@@ -254,8 +253,7 @@ ferry_status *ferry_context_run(ferry_context *ctx, const ferry_tensor_view *inp
 
 /* The view of output INDEX from the last successful run, owned by the context and valid until
  * the next run or ferry_context_destroy(). */
-ferry_status *ferry_context_output(const ferry_context *ctx, size_t index,
-                                   ferry_tensor_view *out);
+ferry_status *ferry_context_output(const ferry_context *ctx, size_t index, ferry_tensor_view *out);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define MAX_DIMS 64
+#define MAX_DIMS    64
 #define MAX_SAMPLES 1000000
 
 typedef struct dim_value {
@@ -66,9 +66,12 @@ static int parse_args(int argc, char **argv, bench_args *a)
             if (!has_value) return cli_usage_error("%s needs a value", s);
             int64_t hi = !strcmp(s, "--batch") ? 1 << 20 : !strcmp(s, "--threads") ? 256 : 100000;
             if ((rc = parse_int(s, argv[++i], s[2] == 'w' ? 0 : 1, hi, &v))) return rc;
-            if (s[2] == 'b') a->batch = v;
-            else if (s[2] == 't') a->threads = (int)v;
-            else a->warmup = (int)v;
+            if (s[2] == 'b')
+                a->batch = v;
+            else if (s[2] == 't')
+                a->threads = (int)v;
+            else
+                a->warmup = (int)v;
         } else if (!strcmp(s, "--seconds")) {
             if (!has_value) return cli_usage_error("--seconds needs a value");
             char *end;
@@ -124,15 +127,28 @@ static void fill_random(ferry_tensor_view *v)
     for (int64_t i = 0; i < n; i++) {
         double u = next_uniform();
         switch (v->dtype) {
-        case FERRY_DTYPE_FLOAT: ((float *)v->data)[i] = (float)(u * 2 - 1); break;
-        case FERRY_DTYPE_DOUBLE: ((double *)v->data)[i] = u * 2 - 1; break;
-        case FERRY_DTYPE_BOOL: ((uint8_t *)v->data)[i] = u < 0.5; break;
-        case FERRY_DTYPE_INT64: ((int64_t *)v->data)[i] = (int64_t)(u * 10); break;
-        case FERRY_DTYPE_INT32: ((int32_t *)v->data)[i] = (int32_t)(u * 10); break;
+        case FERRY_DTYPE_FLOAT:
+            ((float *)v->data)[i] = (float)(u * 2 - 1);
+            break;
+        case FERRY_DTYPE_DOUBLE:
+            ((double *)v->data)[i] = u * 2 - 1;
+            break;
+        case FERRY_DTYPE_BOOL:
+            ((uint8_t *)v->data)[i] = u < 0.5;
+            break;
+        case FERRY_DTYPE_INT64:
+            ((int64_t *)v->data)[i] = (int64_t)(u * 10);
+            break;
+        case FERRY_DTYPE_INT32:
+            ((int32_t *)v->data)[i] = (int32_t)(u * 10);
+            break;
         case FERRY_DTYPE_UINT8:
-        case FERRY_DTYPE_INT8: ((uint8_t *)v->data)[i] = (uint8_t)(u * 10); break;
-        default: memset((char *)v->data + (size_t)i * ferry_dtype_size(v->dtype), 0,
-                        ferry_dtype_size(v->dtype));
+        case FERRY_DTYPE_INT8:
+            ((uint8_t *)v->data)[i] = (uint8_t)(u * 10);
+            break;
+        default:
+            memset((char *)v->data + (size_t)i * ferry_dtype_size(v->dtype), 0,
+                   ferry_dtype_size(v->dtype));
         }
     }
 }
@@ -248,8 +264,7 @@ int cli_bench(int argc, char **argv)
         printf("model:        %s\n", a.model);
         printf("batch:        %lld   threads: %d   runs: %zu in %.2f s\n", (long long)a.batch,
                a.threads, n, total);
-        printf("load:         %.3f ms   first run (plan): %.3f ms\n", load_s * 1e3,
-               first_s * 1e3);
+        printf("load:         %.3f ms   first run (plan): %.3f ms\n", load_s * 1e3, first_s * 1e3);
         printf("latency:      median %.4f ms   p90 %.4f ms   p99 %.4f ms   mean %.4f ms   min "
                "%.4f ms\n",
                p50 * 1e3, p90 * 1e3, p99 * 1e3, mean * 1e3, samples[0] * 1e3);

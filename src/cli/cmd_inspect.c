@@ -46,8 +46,7 @@ int cli_inspect(int argc, char **argv)
     ferry_model_get_metadata(m, &md);
     printf("model: %s\n", argv[1]);
     printf("ir_version: %lld\n", (long long)md.ir_version);
-    if (*md.producer_name)
-        printf("producer: %s %s\n", md.producer_name, md.producer_version);
+    if (*md.producer_name) printf("producer: %s %s\n", md.producer_name, md.producer_version);
     if (*md.graph_name) printf("graph: %s\n", md.graph_name);
     if (md.model_version) printf("model_version: %lld\n", (long long)md.model_version);
     printf("opsets:");
@@ -83,9 +82,12 @@ int cli_inspect(int argc, char **argv)
     ferry_model_parameter_stats(m, &params, &bytes);
     const char *unit = "bytes";
     double size = (double)bytes;
-    if (bytes >= (1u << 30)) size /= 1024.0 * 1024.0 * 1024.0, unit = "GiB";
-    else if (bytes >= (1u << 20)) size /= 1024.0 * 1024.0, unit = "MiB";
-    else if (bytes >= 1024) size /= 1024.0, unit = "KiB";
+    if (bytes >= (1u << 30))
+        size /= 1024.0 * 1024.0 * 1024.0, unit = "GiB";
+    else if (bytes >= (1u << 20))
+        size /= 1024.0 * 1024.0, unit = "MiB";
+    else if (bytes >= 1024)
+        size /= 1024.0, unit = "KiB";
     printf("parameters: %llu (%.*f %s)\n", (unsigned long long)params, bytes < 1024 ? 0 : 2, size,
            unit);
     ferry_model_close(m);

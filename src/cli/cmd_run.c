@@ -74,18 +74,42 @@ static void safe_name(const char *name, char *buf, size_t size)
 static void print_value(ferry_dtype dt, const void *data, int64_t i)
 {
     switch (dt) {
-    case FERRY_DTYPE_FLOAT: printf("%.6g", ((const float *)data)[i]); break;
-    case FERRY_DTYPE_DOUBLE: printf("%.8g", ((const double *)data)[i]); break;
-    case FERRY_DTYPE_BOOL: printf("%s", ((const uint8_t *)data)[i] ? "true" : "false"); break;
-    case FERRY_DTYPE_INT8: printf("%d", ((const int8_t *)data)[i]); break;
-    case FERRY_DTYPE_UINT8: printf("%u", ((const uint8_t *)data)[i]); break;
-    case FERRY_DTYPE_INT16: printf("%d", ((const int16_t *)data)[i]); break;
-    case FERRY_DTYPE_UINT16: printf("%u", ((const uint16_t *)data)[i]); break;
-    case FERRY_DTYPE_INT32: printf("%" PRId32, ((const int32_t *)data)[i]); break;
-    case FERRY_DTYPE_UINT32: printf("%" PRIu32, ((const uint32_t *)data)[i]); break;
-    case FERRY_DTYPE_INT64: printf("%" PRId64, ((const int64_t *)data)[i]); break;
-    case FERRY_DTYPE_UINT64: printf("%" PRIu64, ((const uint64_t *)data)[i]); break;
-    default: printf("?"); break;
+    case FERRY_DTYPE_FLOAT:
+        printf("%.6g", ((const float *)data)[i]);
+        break;
+    case FERRY_DTYPE_DOUBLE:
+        printf("%.8g", ((const double *)data)[i]);
+        break;
+    case FERRY_DTYPE_BOOL:
+        printf("%s", ((const uint8_t *)data)[i] ? "true" : "false");
+        break;
+    case FERRY_DTYPE_INT8:
+        printf("%d", ((const int8_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_UINT8:
+        printf("%u", ((const uint8_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_INT16:
+        printf("%d", ((const int16_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_UINT16:
+        printf("%u", ((const uint16_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_INT32:
+        printf("%" PRId32, ((const int32_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_UINT32:
+        printf("%" PRIu32, ((const uint32_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_INT64:
+        printf("%" PRId64, ((const int64_t *)data)[i]);
+        break;
+    case FERRY_DTYPE_UINT64:
+        printf("%" PRIu64, ((const uint64_t *)data)[i]);
+        break;
+    default:
+        printf("?");
+        break;
     }
 }
 

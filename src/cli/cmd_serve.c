@@ -83,10 +83,20 @@ static bool parse_num(const char *s, bool suffix, uint64_t min, uint64_t max, ui
     uint64_t mult = 1;
     if (suffix && *end) {
         switch (*end) {
-        case 'k': case 'K': mult = 1ull << 10; break;
-        case 'm': case 'M': mult = 1ull << 20; break;
-        case 'g': case 'G': mult = 1ull << 30; break;
-        default: return false;
+        case 'k':
+        case 'K':
+            mult = 1ull << 10;
+            break;
+        case 'm':
+        case 'M':
+            mult = 1ull << 20;
+            break;
+        case 'g':
+        case 'G':
+            mult = 1ull << 30;
+            break;
+        default:
+            return false;
         }
         end++;
     }
@@ -100,8 +110,7 @@ static bool parse_num(const char *s, bool suffix, uint64_t min, uint64_t max, ui
 
 /* Applies one setting; WHERE names its source ("--threads" or "FERRY_THREADS") in errors.
  * Returns CLI_EXIT_OK or a usage error. */
-static int apply(serve_args *a, const char *flag, const char *where, const char *val,
-                 bool from_env)
+static int apply(serve_args *a, const char *flag, const char *where, const char *val, bool from_env)
 {
     srv_options *o = &a->o;
     uint64_t n;
@@ -116,10 +125,14 @@ static int apply(serve_args *a, const char *flag, const char *where, const char 
             return cli_usage_error("%s must be a port number 0-65535, got '%s'", where, val);
         o->port = (int)n;
     } else if (!strcmp(flag, "model-control-mode")) {
-        if (!strcmp(val, "none")) o->runtime.control_mode = RT_CONTROL_NONE;
-        else if (!strcmp(val, "poll")) o->runtime.control_mode = RT_CONTROL_POLL;
-        else if (!strcmp(val, "explicit")) o->runtime.control_mode = RT_CONTROL_EXPLICIT;
-        else return cli_usage_error("%s must be none, poll or explicit, got '%s'", where, val);
+        if (!strcmp(val, "none"))
+            o->runtime.control_mode = RT_CONTROL_NONE;
+        else if (!strcmp(val, "poll"))
+            o->runtime.control_mode = RT_CONTROL_POLL;
+        else if (!strcmp(val, "explicit"))
+            o->runtime.control_mode = RT_CONTROL_EXPLICIT;
+        else
+            return cli_usage_error("%s must be none, poll or explicit, got '%s'", where, val);
     } else if (!strcmp(flag, "repository-poll-secs")) {
         if (!parse_num(val, false, 1, 86400, &n))
             return cli_usage_error("%s must be 1-86400 seconds, got '%s'", where, val);
@@ -182,16 +195,23 @@ static int apply(serve_args *a, const char *flag, const char *where, const char 
             return cli_usage_error("%s must be 0-86400 seconds, got '%s'", where, val);
         o->drain_timeout_s = (unsigned)n;
     } else if (!strcmp(flag, "access-log")) {
-        if (!strcmp(val, "on") || !strcmp(val, "1") || !strcmp(val, "true")) o->access_log = true;
+        if (!strcmp(val, "on") || !strcmp(val, "1") || !strcmp(val, "true"))
+            o->access_log = true;
         else if (!strcmp(val, "off") || !strcmp(val, "0") || !strcmp(val, "false"))
             o->access_log = false;
-        else return cli_usage_error("%s must be on or off, got '%s'", where, val);
+        else
+            return cli_usage_error("%s must be on or off, got '%s'", where, val);
     } else if (!strcmp(flag, "log-level")) {
-        if (!strcmp(val, "debug")) o->runtime.log_level = RT_LOG_DEBUG;
-        else if (!strcmp(val, "info")) o->runtime.log_level = RT_LOG_INFO;
-        else if (!strcmp(val, "warn")) o->runtime.log_level = RT_LOG_WARN;
-        else if (!strcmp(val, "error")) o->runtime.log_level = RT_LOG_ERROR;
-        else return cli_usage_error("%s must be debug, info, warn or error, got '%s'", where, val);
+        if (!strcmp(val, "debug"))
+            o->runtime.log_level = RT_LOG_DEBUG;
+        else if (!strcmp(val, "info"))
+            o->runtime.log_level = RT_LOG_INFO;
+        else if (!strcmp(val, "warn"))
+            o->runtime.log_level = RT_LOG_WARN;
+        else if (!strcmp(val, "error"))
+            o->runtime.log_level = RT_LOG_ERROR;
+        else
+            return cli_usage_error("%s must be debug, info, warn or error, got '%s'", where, val);
     } else {
         return cli_usage_error("unknown option '--%s' for serve", flag);
     }
@@ -199,10 +219,23 @@ static int apply(serve_args *a, const char *flag, const char *where, const char 
 }
 
 static const char *const flags[] = {
-    "model-repository", "host", "http-port", "model-control-mode", "repository-poll-secs",
-    "load-model", "threads", "instances", "queue-capacity", "max-batch-size",
-    "request-timeout-ms", "max-request-bytes", "connection-timeout-secs", "max-connections",
-    "drain-timeout-secs", "access-log", "log-level",
+    "model-repository",
+    "host",
+    "http-port",
+    "model-control-mode",
+    "repository-poll-secs",
+    "load-model",
+    "threads",
+    "instances",
+    "queue-capacity",
+    "max-batch-size",
+    "request-timeout-ms",
+    "max-request-bytes",
+    "connection-timeout-secs",
+    "max-connections",
+    "drain-timeout-secs",
+    "access-log",
+    "log-level",
 };
 
 /* FERRY_ + the flag in upper case with '_' for '-'. */

@@ -8,23 +8,31 @@ size_t ferry_dtype_size(ferry_dtype dt)
     switch (dt) {
     case FERRY_DTYPE_BOOL:
     case FERRY_DTYPE_UINT8:
-    case FERRY_DTYPE_INT8: return 1;
+    case FERRY_DTYPE_INT8:
+        return 1;
     case FERRY_DTYPE_UINT16:
     case FERRY_DTYPE_INT16:
     case FERRY_DTYPE_FLOAT16:
-    case FERRY_DTYPE_BFLOAT16: return 2;
+    case FERRY_DTYPE_BFLOAT16:
+        return 2;
     case FERRY_DTYPE_FLOAT:
     case FERRY_DTYPE_INT32:
-    case FERRY_DTYPE_UINT32: return 4;
+    case FERRY_DTYPE_UINT32:
+        return 4;
     case FERRY_DTYPE_INT64:
     case FERRY_DTYPE_UINT64:
     case FERRY_DTYPE_DOUBLE:
-    case FERRY_DTYPE_COMPLEX64: return 8;
-    case FERRY_DTYPE_STRING: return sizeof(char *);
+    case FERRY_DTYPE_COMPLEX64:
+        return 8;
+    case FERRY_DTYPE_STRING:
+        return sizeof(char *);
     case FERRY_DTYPE_SEQUENCE:
-    case FERRY_DTYPE_OPTIONAL: return sizeof(ferry_tensor_view);
-    case FERRY_DTYPE_COMPLEX128: return 16;
-    default: return 0;
+    case FERRY_DTYPE_OPTIONAL:
+        return sizeof(ferry_tensor_view);
+    case FERRY_DTYPE_COMPLEX128:
+        return 16;
+    default:
+        return 0;
     }
 }
 
@@ -104,9 +112,9 @@ uint16_t core_float_to_half(float f)
     memcpy(&u, &f, sizeof(u));
     uint32_t sign = (u >> 16) & 0x8000;
     uint32_t absu = u & 0x7fffffffu;
-    if (absu > 0x7f800000u) return (uint16_t)(sign | 0x7e00); /* NaN */
+    if (absu > 0x7f800000u) return (uint16_t)(sign | 0x7e00);  /* NaN */
     if (absu >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow to inf */
-    if (absu < 0x38800000u) {                                   /* subnormal or zero */
+    if (absu < 0x38800000u) {                                  /* subnormal or zero */
         float a;
         memcpy(&a, &absu, sizeof(a));
         /* Scale so that the subnormal unit is 1 and round to nearest even. */
@@ -125,27 +133,42 @@ uint16_t core_float_to_half(float f)
 double core_load_f64(ferry_dtype dt, const void *data, int64_t i)
 {
     switch (dt) {
-    case FERRY_DTYPE_FLOAT: return ((const float *)data)[i];
-    case FERRY_DTYPE_DOUBLE: return ((const double *)data)[i];
-    case FERRY_DTYPE_FLOAT16: return core_half_to_float(((const uint16_t *)data)[i]);
-    case FERRY_DTYPE_BFLOAT16: return core_bf16_to_float(((const uint16_t *)data)[i]);
-    case FERRY_DTYPE_UINT64: return (double)((const uint64_t *)data)[i];
-    default: return (double)core_load_i64(dt, data, i);
+    case FERRY_DTYPE_FLOAT:
+        return ((const float *)data)[i];
+    case FERRY_DTYPE_DOUBLE:
+        return ((const double *)data)[i];
+    case FERRY_DTYPE_FLOAT16:
+        return core_half_to_float(((const uint16_t *)data)[i]);
+    case FERRY_DTYPE_BFLOAT16:
+        return core_bf16_to_float(((const uint16_t *)data)[i]);
+    case FERRY_DTYPE_UINT64:
+        return (double)((const uint64_t *)data)[i];
+    default:
+        return (double)core_load_i64(dt, data, i);
     }
 }
 
 int64_t core_load_i64(ferry_dtype dt, const void *data, int64_t i)
 {
     switch (dt) {
-    case FERRY_DTYPE_BOOL: return ((const uint8_t *)data)[i] != 0;
-    case FERRY_DTYPE_UINT8: return ((const uint8_t *)data)[i];
-    case FERRY_DTYPE_INT8: return ((const int8_t *)data)[i];
-    case FERRY_DTYPE_UINT16: return ((const uint16_t *)data)[i];
-    case FERRY_DTYPE_INT16: return ((const int16_t *)data)[i];
-    case FERRY_DTYPE_INT32: return ((const int32_t *)data)[i];
-    case FERRY_DTYPE_UINT32: return ((const uint32_t *)data)[i];
-    case FERRY_DTYPE_INT64: return ((const int64_t *)data)[i];
-    case FERRY_DTYPE_UINT64: return (int64_t)((const uint64_t *)data)[i];
+    case FERRY_DTYPE_BOOL:
+        return ((const uint8_t *)data)[i] != 0;
+    case FERRY_DTYPE_UINT8:
+        return ((const uint8_t *)data)[i];
+    case FERRY_DTYPE_INT8:
+        return ((const int8_t *)data)[i];
+    case FERRY_DTYPE_UINT16:
+        return ((const uint16_t *)data)[i];
+    case FERRY_DTYPE_INT16:
+        return ((const int16_t *)data)[i];
+    case FERRY_DTYPE_INT32:
+        return ((const int32_t *)data)[i];
+    case FERRY_DTYPE_UINT32:
+        return ((const uint32_t *)data)[i];
+    case FERRY_DTYPE_INT64:
+        return ((const int64_t *)data)[i];
+    case FERRY_DTYPE_UINT64:
+        return (int64_t)((const uint64_t *)data)[i];
     default: {
         double d = core_load_f64(dt, data, i);
         if (d != d) return 0;
@@ -159,17 +182,31 @@ int64_t core_load_i64(ferry_dtype dt, const void *data, int64_t i)
 void core_store_f64(ferry_dtype dt, void *data, int64_t i, double v)
 {
     switch (dt) {
-    case FERRY_DTYPE_FLOAT: ((float *)data)[i] = (float)v; break;
-    case FERRY_DTYPE_DOUBLE: ((double *)data)[i] = v; break;
-    case FERRY_DTYPE_FLOAT16: ((uint16_t *)data)[i] = core_float_to_half((float)v); break;
-    case FERRY_DTYPE_BFLOAT16: ((uint16_t *)data)[i] = core_float_to_bf16((float)v); break;
-    case FERRY_DTYPE_BOOL: ((uint8_t *)data)[i] = v != 0; break;
+    case FERRY_DTYPE_FLOAT:
+        ((float *)data)[i] = (float)v;
+        break;
+    case FERRY_DTYPE_DOUBLE:
+        ((double *)data)[i] = v;
+        break;
+    case FERRY_DTYPE_FLOAT16:
+        ((uint16_t *)data)[i] = core_float_to_half((float)v);
+        break;
+    case FERRY_DTYPE_BFLOAT16:
+        ((uint16_t *)data)[i] = core_float_to_bf16((float)v);
+        break;
+    case FERRY_DTYPE_BOOL:
+        ((uint8_t *)data)[i] = v != 0;
+        break;
     default: {
         int64_t x;
-        if (v != v) x = 0;
-        else if (v >= 9.2233720368547758e18) x = INT64_MAX;
-        else if (v <= -9.2233720368547758e18) x = INT64_MIN;
-        else x = (int64_t)v;
+        if (v != v)
+            x = 0;
+        else if (v >= 9.2233720368547758e18)
+            x = INT64_MAX;
+        else if (v <= -9.2233720368547758e18)
+            x = INT64_MIN;
+        else
+            x = (int64_t)v;
         core_store_i64(dt, data, i, x);
     }
     }
@@ -178,15 +215,35 @@ void core_store_f64(ferry_dtype dt, void *data, int64_t i, double v)
 void core_store_i64(ferry_dtype dt, void *data, int64_t i, int64_t v)
 {
     switch (dt) {
-    case FERRY_DTYPE_BOOL: ((uint8_t *)data)[i] = v != 0; break;
-    case FERRY_DTYPE_UINT8: ((uint8_t *)data)[i] = (uint8_t)v; break;
-    case FERRY_DTYPE_INT8: ((int8_t *)data)[i] = (int8_t)v; break;
-    case FERRY_DTYPE_UINT16: ((uint16_t *)data)[i] = (uint16_t)v; break;
-    case FERRY_DTYPE_INT16: ((int16_t *)data)[i] = (int16_t)v; break;
-    case FERRY_DTYPE_INT32: ((int32_t *)data)[i] = (int32_t)v; break;
-    case FERRY_DTYPE_UINT32: ((uint32_t *)data)[i] = (uint32_t)v; break;
-    case FERRY_DTYPE_INT64: ((int64_t *)data)[i] = v; break;
-    case FERRY_DTYPE_UINT64: ((uint64_t *)data)[i] = (uint64_t)v; break;
-    default: core_store_f64(dt, data, i, (double)v); break;
+    case FERRY_DTYPE_BOOL:
+        ((uint8_t *)data)[i] = v != 0;
+        break;
+    case FERRY_DTYPE_UINT8:
+        ((uint8_t *)data)[i] = (uint8_t)v;
+        break;
+    case FERRY_DTYPE_INT8:
+        ((int8_t *)data)[i] = (int8_t)v;
+        break;
+    case FERRY_DTYPE_UINT16:
+        ((uint16_t *)data)[i] = (uint16_t)v;
+        break;
+    case FERRY_DTYPE_INT16:
+        ((int16_t *)data)[i] = (int16_t)v;
+        break;
+    case FERRY_DTYPE_INT32:
+        ((int32_t *)data)[i] = (int32_t)v;
+        break;
+    case FERRY_DTYPE_UINT32:
+        ((uint32_t *)data)[i] = (uint32_t)v;
+        break;
+    case FERRY_DTYPE_INT64:
+        ((int64_t *)data)[i] = v;
+        break;
+    case FERRY_DTYPE_UINT64:
+        ((uint64_t *)data)[i] = (uint64_t)v;
+        break;
+    default:
+        core_store_f64(dt, data, i, (double)v);
+        break;
     }
 }

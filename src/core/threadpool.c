@@ -18,9 +18,9 @@ struct core_threadpool {
     core_parallel_fn fn;
     void *arg;
     int64_t n, chunk;
-    atomic_int_fast64_t next;  /* next chunk index to take */
-    atomic_int pending;        /* workers still inside the current job */
-    atomic_uint generation;    /* bumped for each job; workers wait for a new value */
+    atomic_int_fast64_t next; /* next chunk index to take */
+    atomic_int pending;       /* workers still inside the current job */
+    atomic_uint generation;   /* bumped for each job; workers wait for a new value */
     bool stop;
 };
 
@@ -113,8 +113,7 @@ int core_threadpool_size(const core_threadpool *p)
     return p ? p->size : 1;
 }
 
-void core_parallel_for(core_threadpool *p, core_parallel_fn fn, void *arg, int64_t n,
-                       int64_t grain)
+void core_parallel_for(core_threadpool *p, core_parallel_fn fn, void *arg, int64_t n, int64_t grain)
 {
     if (n <= 0) return;
     if (grain < 1) grain = 1;

@@ -221,8 +221,7 @@ static ferry_status *sort_nodes(ferry_model *m)
         for (int k = 0; k < n; k++)
             for (int i = 0; i < m->nodes[k].n_in; i++) {
                 int v = m->nodes[k].in[i];
-                if (v >= 0 && m->values[v].kind == ENG_VALUE_NODE)
-                    clist[cstart[v] + fill[v]++] = k;
+                if (v >= 0 && m->values[v].kind == ENG_VALUE_NODE) clist[cstart[v] + fill[v]++] = k;
             }
         free(fill);
     }
@@ -243,8 +242,8 @@ static ferry_status *sort_nodes(ferry_model *m)
         for (int k = 0; k < n; k++)
             if (pending[k]) {
                 st = core_error(FERRY_ERR_INVALID_MODEL,
-                                "the graph has a cycle through node '%s' (%s)",
-                                m->nodes[k].name, m->nodes[k].op_type);
+                                "the graph has a cycle through node '%s' (%s)", m->nodes[k].name,
+                                m->nodes[k].op_type);
                 goto out;
             }
     }

@@ -19,13 +19,13 @@ typedef enum eng_value_kind {
 typedef struct eng_value {
     const char *name;
     eng_value_kind kind;
-    int producer;            /* node index for ENG_VALUE_NODE, else -1 */
-    eng_tensor tensor;       /* CONST: the data; INPUT: declared dtype and dims (-1 unknown) */
-    int declared_rank;       /* INPUT/outputs: -1 when the model gives no shape */
-    const char **dim_names;  /* INPUT/outputs: symbolic dimension names or NULL */
+    int producer;               /* node index for ENG_VALUE_NODE, else -1 */
+    eng_tensor tensor;          /* CONST: the data; INPUT: declared dtype and dims (-1 unknown) */
+    int declared_rank;          /* INPUT/outputs: -1 when the model gives no shape */
+    const char **dim_names;     /* INPUT/outputs: symbolic dimension names or NULL */
     ferry_dtype declared_dtype; /* from value_info/inputs/outputs, UNDEFINED if unknown */
-    bool needs_value;        /* shape inference reads its data: compute it while planning */
-    bool keyed;              /* an input whose data is part of the plan's key */
+    bool needs_value;           /* shape inference reads its data: compute it while planning */
+    bool keyed;                 /* an input whose data is part of the plan's key */
 } eng_value;
 
 typedef struct eng_attr {
@@ -50,8 +50,8 @@ struct eng_node {
     const char *domain;
     int n_in, n_out;
     int n_implicit; /* the last n_implicit inputs are outer values its subgraphs read */
-    int *in;  /* value indices; -1 for an absent optional input */
-    int *out; /* value indices; -1 for an absent optional output */
+    int *in;        /* value indices; -1 for an absent optional input */
+    int *out;       /* value indices; -1 for an absent optional output */
     int n_attrs;
     eng_attr *attrs;
     const eng_op *op;
@@ -75,10 +75,10 @@ typedef struct eng_mapping {
 
 struct ferry_model {
     core_pool pool;
-    eng_mapping file;      /* the model file when opened from a path */
+    eng_mapping file;       /* the model file when opened from a path */
     eng_mapping *externals; /* external data files */
     size_t n_externals;
-    char *dir;             /* the model's folder, for external data; NULL from memory */
+    char *dir; /* the model's folder, for external data; NULL from memory */
 
     int64_t ir_version, model_version;
     const char *producer_name, *producer_version, *domain, *doc_string, *graph_name;
@@ -119,8 +119,8 @@ struct ferry_model {
 
 /* Decodes an onnx.TensorProto into T, using the bytes in place when aligned. NAME receives the
  * tensor's name (pool-owned) when not NULL. MODEL may be NULL (no external data allowed). */
-ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf,
-                               size_t len, eng_tensor *t, const char **name);
+ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf, size_t len,
+                               eng_tensor *t, const char **name);
 
 /* Decodes a ModelProto held in DATA into MODEL (already zeroed, with dir/options set). */
 ferry_status *eng_load_model(ferry_model *model, const uint8_t *data, size_t size);

@@ -177,8 +177,8 @@ static void fill_info(const ferry_model *m, int v, ferry_value_info *out)
 ferry_status *ferry_model_input_info(const ferry_model *m, size_t index, ferry_value_info *out)
 {
     if (index >= (size_t)m->n_inputs)
-        return core_error(FERRY_ERR_NOT_FOUND, "input %zu does not exist (the model has %d)",
-                          index, m->n_inputs);
+        return core_error(FERRY_ERR_NOT_FOUND, "input %zu does not exist (the model has %d)", index,
+                          m->n_inputs);
     fill_info(m, m->inputs[index], out);
     return NULL;
 }

@@ -23,7 +23,7 @@
 #endif
 
 #define BAD(...) core_error(FERRY_ERR_INVALID_MODEL, __VA_ARGS__)
-#define NOMEM() core_error(FERRY_ERR_NO_MEMORY, "out of memory while loading the model")
+#define NOMEM()  core_error(FERRY_ERR_NO_MEMORY, "out of memory while loading the model")
 
 /* Upper bound on counts read from the file before allocating for them. */
 #define MAX_LIST 100000000
@@ -83,9 +83,12 @@ static ferry_status *append_varints(core_pool *pool, num_list *l, const pb_field
 static ferry_status *append_floats(core_pool *pool, num_list *l, const pb_field *f)
 {
     size_t add;
-    if (f->wire == PB_FIXED32) add = 1;
-    else if (f->wire == PB_LEN && f->len % 4 == 0) add = f->len / 4;
-    else return BAD("float list is malformed");
+    if (f->wire == PB_FIXED32)
+        add = 1;
+    else if (f->wire == PB_LEN && f->len % 4 == 0)
+        add = f->len / 4;
+    else
+        return BAD("float list is malformed");
     if (l->count + add > MAX_LIST) return BAD("float list is too long");
     float *n = l->floats;
     if (l->count + add > l->cap) {
@@ -208,8 +211,9 @@ static ferry_status *external_bytes(ferry_model *m, const pb_field *entries, siz
     eng_mapping map = {0};
     ferry_status *st = map_external(m, loc, &map);
     if (st) return st;
-    if (offset > map.size) return BAD("external data offset %llu is past the end of '%s'",
-                                      (unsigned long long)offset, loc);
+    if (offset > map.size)
+        return BAD("external data offset %llu is past the end of '%s'", (unsigned long long)offset,
+                   loc);
     if (length == UINT64_MAX) length = map.size - offset;
     if (length > map.size - offset)
         return BAD("external data '%s' is shorter than the %llu bytes the tensor declares", loc,
@@ -263,8 +267,8 @@ static ferry_status *string_tensor(core_pool *pool, const uint8_t *buf, size_t l
     return NULL;
 }
 
-ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf,
-                               size_t len, eng_tensor *t, const char **name)
+ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf, size_t len,
+                               eng_tensor *t, const char **name)
 {
     pb_reader r = pb_init(buf, len);
     pb_field f;
@@ -279,9 +283,14 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
     if (name) *name = "";
     while (pb_next(&r, &f)) {
         switch (f.number) {
-        case 1: st = append_varints(pool, &dims, &f); break;
-        case 2: dtype = (int64_t)f.u; break;
-        case 3: return core_error(FERRY_ERR_UNSUPPORTED, "segmented tensors are not supported");
+        case 1:
+            st = append_varints(pool, &dims, &f);
+            break;
+        case 2:
+            dtype = (int64_t)f.u;
+            break;
+        case 3:
+            return core_error(FERRY_ERR_UNSUPPORTED, "segmented tensors are not supported");
         case 4:
             if (f.wire == PB_LEN && f.len % 4 == 0 && floats.count == 0 && !floats.floats) {
                 /* packed float_data: keep in place like raw_data */
@@ -303,7 +312,9 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
         case 11: /* uint64_data */
             st = append_varints(pool, &ints, &f);
             break;
-        case 6: n_strings++; break;
+        case 6:
+            n_strings++;
+            break;
         case 8:
             if (name && f.wire == PB_LEN) {
                 *name = pstr(pool, &f);
@@ -315,15 +326,20 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
             raw = f.data, raw_len = f.len, has_raw = true;
             break;
         case 10:
-            if (f.wire == PB_LEN) f64 = f.data, f64_len = f.len;
-            else return BAD("double_data must be packed");
+            if (f.wire == PB_LEN)
+                f64 = f.data, f64_len = f.len;
+            else
+                return BAD("double_data must be packed");
             break;
         case 13:
             if (n_ext >= 16) return BAD("too many external_data entries");
             ext[n_ext++] = f;
             break;
-        case 14: external = f.u == 1; break;
-        default: break;
+        case 14:
+            external = f.u == 1;
+            break;
+        default:
+            break;
         }
         if (st) return st;
     }
@@ -381,8 +397,8 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
     t->data = data;
     size_t have;
     if (floats.count) {
-        if (t->dtype != FERRY_DTYPE_FLOAT) return BAD("float_data given for a %s tensor",
-                                                      ferry_dtype_name(t->dtype));
+        if (t->dtype != FERRY_DTYPE_FLOAT)
+            return BAD("float_data given for a %s tensor", ferry_dtype_name(t->dtype));
         have = floats.count;
         if ((int64_t)have == count) memcpy(data, floats.floats, nbytes);
     } else if (f64) {
@@ -397,11 +413,15 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
                 int64_t v = ints.ints[i];
                 switch (t->dtype) {
                 case FERRY_DTYPE_FLOAT16:
-                case FERRY_DTYPE_BFLOAT16: ((uint16_t *)data)[i] = (uint16_t)v; break;
+                case FERRY_DTYPE_BFLOAT16:
+                    ((uint16_t *)data)[i] = (uint16_t)v;
+                    break;
                 case FERRY_DTYPE_FLOAT:
                 case FERRY_DTYPE_DOUBLE:
                     return BAD("%s tensor given as integers", ferry_dtype_name(t->dtype));
-                default: core_store_i64(t->dtype, data, i, v); break;
+                default:
+                    core_store_i64(t->dtype, data, i, v);
+                    break;
                 }
             }
         }
@@ -476,8 +496,7 @@ static ferry_status *parse_value_info(core_pool *pool, const pb_field *vf, const
                     while (pb_next(&er, &ef)) {
                         if (ef.number == 1 && ef.wire == PB_VARINT) {
                             if (ef.u >= FERRY_DTYPE_COUNT)
-                                return BAD("unknown element type %llu",
-                                           (unsigned long long)ef.u);
+                                return BAD("unknown element type %llu", (unsigned long long)ef.u);
                             vt->dtype = (ferry_dtype)ef.u;
                         } else if (ef.number == 2 && ef.wire == PB_LEN) {
                             if ((st = parse_shape(pool, &ef, vt))) return st;
@@ -570,8 +589,12 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
             a->graph_len = f.len;
             n_graphs++;
             break;
-        case 7: st = append_floats(pool, &floats, &f); break;
-        case 8: st = append_varints(pool, &ints, &f); break;
+        case 7:
+            st = append_floats(pool, &floats, &f);
+            break;
+        case 8:
+            st = append_varints(pool, &ints, &f);
+            break;
         case 9:
             if (f.wire != PB_LEN) return BAD("attribute string list is malformed");
             if (n_strings >= MAX_LIST) return BAD("string list is too long");
@@ -584,25 +607,41 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
             }
             if (!(strings[n_strings++] = pstr(pool, &f))) return NOMEM();
             break;
-        case 10: n_tensors++; break;
-        case 11: n_graphs++; break;
-        case 20: a->type = (eng_attr_type)f.u; break;
-        case 21: return core_error(FERRY_ERR_UNSUPPORTED, "attribute references (ref_attr_name) "
-                                   "are only valid inside functions, which Ferry does not run");
-        default: break;
+        case 10:
+            n_tensors++;
+            break;
+        case 11:
+            n_graphs++;
+            break;
+        case 20:
+            a->type = (eng_attr_type)f.u;
+            break;
+        case 21:
+            return core_error(FERRY_ERR_UNSUPPORTED,
+                              "attribute references (ref_attr_name) "
+                              "are only valid inside functions, which Ferry does not run");
+        default:
+            break;
         }
         if (st) return st;
     }
     if (r.failed) return BAD("malformed AttributeProto");
     if (!a->name) return BAD("attribute without a name");
     if (a->type == ENG_ATTR_UNDEFINED) { /* IR < 3 files may omit the type */
-        if (has_t) a->type = ENG_ATTR_TENSOR;
-        else if (has_s) a->type = ENG_ATTR_STRING;
-        else if (has_f) a->type = ENG_ATTR_FLOAT;
-        else if (has_i) a->type = ENG_ATTR_INT;
-        else if (floats.count) a->type = ENG_ATTR_FLOATS;
-        else if (ints.count) a->type = ENG_ATTR_INTS;
-        else if (n_strings) a->type = ENG_ATTR_STRINGS;
+        if (has_t)
+            a->type = ENG_ATTR_TENSOR;
+        else if (has_s)
+            a->type = ENG_ATTR_STRING;
+        else if (has_f)
+            a->type = ENG_ATTR_FLOAT;
+        else if (has_i)
+            a->type = ENG_ATTR_INT;
+        else if (floats.count)
+            a->type = ENG_ATTR_FLOATS;
+        else if (ints.count)
+            a->type = ENG_ATTR_INTS;
+        else if (n_strings)
+            a->type = ENG_ATTR_STRINGS;
     }
     if (a->type == ENG_ATTR_INTS) a->ints = ints.ints, a->count = ints.count;
     if (a->type == ENG_ATTR_FLOATS) a->floats = floats.floats, a->count = floats.count;
@@ -611,8 +650,10 @@ static ferry_status *parse_attr(ferry_model *m, const pb_field *af, eng_attr *a)
     if (a->type == ENG_ATTR_GRAPH && !a->graph_data)
         return BAD("attribute '%s' has no graph", a->name);
     if (a->type == ENG_ATTR_GRAPHS)
-        return core_error(FERRY_ERR_UNSUPPORTED, "attribute '%s': lists of graphs are not "
-                          "supported", a->name);
+        return core_error(FERRY_ERR_UNSUPPORTED,
+                          "attribute '%s': lists of graphs are not "
+                          "supported",
+                          a->name);
     (void)n_tensors;
     return NULL;
 }
@@ -633,8 +674,10 @@ static ferry_status *constant_value(ferry_model *m, const eng_attr *attrs, int n
         t->dtype = fl ? FERRY_DTYPE_FLOAT : FERRY_DTYPE_INT64;
         t->data = core_pool_alloc(&m->pool, 8, 64);
         if (!t->data) return NOMEM();
-        if (fl) *(float *)t->data = a->f;
-        else *(int64_t *)t->data = a->i;
+        if (fl)
+            *(float *)t->data = a->f;
+        else
+            *(int64_t *)t->data = a->i;
         return NULL;
     }
     if (!strcmp(a->name, "value_floats") || !strcmp(a->name, "value_ints")) {
@@ -645,8 +688,8 @@ static ferry_status *constant_value(ferry_model *m, const eng_attr *attrs, int n
         size_t bytes = a->count * 8 + 8;
         t->data = core_pool_alloc(&m->pool, bytes, 64);
         if (!t->data) return NOMEM();
-        if (a->count) memcpy(t->data, fl ? (void *)a->floats : (void *)a->ints,
-                             a->count * (fl ? 4 : 8));
+        if (a->count)
+            memcpy(t->data, fl ? (void *)a->floats : (void *)a->ints, a->count * (fl ? 4 : 8));
         return NULL;
     }
     return core_error(FERRY_ERR_UNSUPPORTED, "Constant with attribute '%s' is not supported",
@@ -658,8 +701,8 @@ typedef struct raw_node {
     size_t len;
 } raw_node;
 
-static ferry_status *parse_node(ferry_model *m, const raw_node *rn, eng_node *n,
-                                bool *is_constant, eng_tensor *constant)
+static ferry_status *parse_node(ferry_model *m, const raw_node *rn, eng_node *n, bool *is_constant,
+                                eng_tensor *constant)
 {
     core_pool *pool = &m->pool;
     pb_reader r = pb_init(rn->data, rn->len);
@@ -671,9 +714,12 @@ static ferry_status *parse_node(ferry_model *m, const raw_node *rn, eng_node *n,
     /* First pass: counts, so arrays are allocated once. */
     while (pb_next(&r, &f)) {
         if (f.wire != PB_LEN) continue;
-        if (f.number == 1) n_in++;
-        else if (f.number == 2) n_out++;
-        else if (f.number == 5) n_attr++;
+        if (f.number == 1)
+            n_in++;
+        else if (f.number == 2)
+            n_out++;
+        else if (f.number == 5)
+            n_attr++;
     }
     if (r.failed) return BAD("malformed NodeProto");
     if (n_in > 65536 || n_out > 65536 || n_attr > 65536) return BAD("node has too many fields");
@@ -707,7 +753,8 @@ static ferry_status *parse_node(ferry_model *m, const raw_node *rn, eng_node *n,
                 return core_error_wrap(st, "node '%s'", n->name);
             n->n_attrs++;
             break;
-        default: break;
+        default:
+            break;
         }
     }
     if (!n->op_type || !*n->op_type) return BAD("node '%s' has no op_type", n->name);
@@ -805,9 +852,8 @@ static ferry_status *load_subgraphs(ferry_model *m, eng_node *n)
                                    attr->name);
         attr->graph = sub;
         /* Captures become the subgraph's trailing inputs and the node's implicit inputs. */
-        int *ins = core_pool_alloc(&m->pool,
-                                   ((size_t)n->n_in + (size_t)sub->n_captures + 1) * sizeof(int),
-                                   8);
+        int *ins = core_pool_alloc(
+            &m->pool, ((size_t)n->n_in + (size_t)sub->n_captures + 1) * sizeof(int), 8);
         int *sub_ins = core_pool_alloc(
             &sub->pool, ((size_t)sub->n_inputs + (size_t)sub->n_captures + 1) * sizeof(int), 8);
         if (!ins || !sub_ins) return NOMEM();
@@ -818,8 +864,8 @@ static ferry_status *load_subgraphs(ferry_model *m, eng_node *n)
             const char *name = sub->capture_names[c];
             int v = eng_value_find(m, name);
             if (v < 0 && m->parent && (st = capture(m, name, &v))) return st;
-            if (v < 0) return BAD("node '%s': subgraph reads '%s', which is not defined", n->name,
-                                  name);
+            if (v < 0)
+                return BAD("node '%s': subgraph reads '%s', which is not defined", n->name, name);
             ins[n->n_in++] = v;
             n->n_implicit++;
             sub_ins[sub->n_inputs++] = eng_value_find(sub, name);
@@ -839,9 +885,12 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
     size_t n_nodes = 0, n_inputs = 0, n_outputs = 0;
     while (pb_next(&r, &f)) {
         if (f.wire != PB_LEN) continue;
-        if (f.number == 1) n_nodes++;
-        else if (f.number == 11) n_inputs++;
-        else if (f.number == 12) n_outputs++;
+        if (f.number == 1)
+            n_nodes++;
+        else if (f.number == 11)
+            n_inputs++;
+        else if (f.number == 12)
+            n_outputs++;
         else if (f.number == 15)
             return core_error(FERRY_ERR_UNSUPPORTED, "sparse initializers are not supported");
     }
@@ -859,8 +908,7 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
         if (f.number == 2) {
             if (!(m->graph_name = pstr(pool, &f))) return NOMEM();
         } else if (f.number == 10) {
-            if (!(m->doc_string = *m->doc_string ? m->doc_string : pstr(pool, &f)))
-                return NOMEM();
+            if (!(m->doc_string = *m->doc_string ? m->doc_string : pstr(pool, &f))) return NOMEM();
         } else if (f.number == 5) {
             eng_tensor t;
             const char *name;
@@ -972,8 +1020,8 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
                            name);
             m->outputs[m->n_outputs++] = idx;
         }
-        if (idx >= 0 && m->values[idx].kind == ENG_VALUE_NODE) apply_type(&m->values[idx], &vt,
-                                                                         pool);
+        if (idx >= 0 && m->values[idx].kind == ENG_VALUE_NODE)
+            apply_type(&m->values[idx], &vt, pool);
     }
     if (m->n_outputs == 0) return BAD("the graph has no outputs");
     return NULL;
@@ -990,15 +1038,24 @@ ferry_status *eng_load_model(ferry_model *m, const uint8_t *data, size_t size)
     m->producer_name = m->producer_version = m->domain = m->doc_string = m->graph_name = "";
     while (pb_next(&r, &f)) {
         switch (f.number) {
-        case 1: m->ir_version = (int64_t)f.u; break;
-        case 5: m->model_version = (int64_t)f.u; break;
+        case 1:
+            m->ir_version = (int64_t)f.u;
+            break;
+        case 5:
+            m->model_version = (int64_t)f.u;
+            break;
         case 7:
             if (f.wire != PB_LEN) return BAD("ModelProto.graph is malformed");
             graph = f.data, graph_len = f.len;
             break;
-        case 8: n_opsets++; break;
-        case 14: n_props++; break;
-        default: break;
+        case 8:
+            n_opsets++;
+            break;
+        case 14:
+            n_props++;
+            break;
+        default:
+            break;
         }
     }
     if (r.failed || size == 0)
@@ -1020,15 +1077,23 @@ ferry_status *eng_load_model(ferry_model *m, const uint8_t *data, size_t size)
         if (f.wire != PB_LEN) continue;
         const char **dst = NULL;
         switch (f.number) {
-        case 2: dst = &m->producer_name; break;
-        case 3: dst = &m->producer_version; break;
-        case 4: dst = &m->domain; break;
-        case 6: dst = &m->doc_string; break;
+        case 2:
+            dst = &m->producer_name;
+            break;
+        case 3:
+            dst = &m->producer_version;
+            break;
+        case 4:
+            dst = &m->domain;
+            break;
+        case 6:
+            dst = &m->doc_string;
+            break;
         case 8: {
             eng_opset os = {"", 1};
             pb_reader or = pb_init(f.data, f.len);
             pb_field of;
-            while (pb_next(&or, &of)) {
+            while (pb_next(& or, &of)) {
                 if (of.number == 1 && of.wire == PB_LEN) {
                     if (!(os.domain = pstr(pool, &of))) return NOMEM();
                 } else if (of.number == 2 && of.wire == PB_VARINT) {
@@ -1054,7 +1119,8 @@ ferry_status *eng_load_model(ferry_model *m, const uint8_t *data, size_t size)
             m->prop_values[m->n_props++] = v;
             break;
         }
-        default: break;
+        default:
+            break;
         }
         if (dst && !(*dst = pstr(pool, &f))) return NOMEM();
     }

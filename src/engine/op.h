@@ -70,23 +70,23 @@ typedef struct eng_fused_activation {
 /* One call of an operator on concrete tensors. */
 typedef struct eng_op_call {
     const eng_node *node;
-    int opset;           /* the model's opset version for the node's domain */
-    int n_in, n_out;     /* as the node lists them, including trailing optional ones */
-    eng_tensor **in;     /* in[i] is NULL when an optional input is absent ("" in the model) */
-    eng_tensor **out;    /* out[i] is NULL when an optional output is not requested */
-    const void *state;   /* what init stored; shared by every thread: read only */
-    void *workspace;     /* run: scratch memory of workspace_size bytes, 64-byte aligned */
-    size_t workspace_size; /* infer sets it (0 by default) */
-    const void *packed;  /* what pack prepared from constant inputs (NULL when none) */
+    int opset;                /* the model's opset version for the node's domain */
+    int n_in, n_out;          /* as the node lists them, including trailing optional ones */
+    eng_tensor **in;          /* in[i] is NULL when an optional input is absent ("" in the model) */
+    eng_tensor **out;         /* out[i] is NULL when an optional output is not requested */
+    const void *state;        /* what init stored; shared by every thread: read only */
+    void *workspace;          /* run: scratch memory of workspace_size bytes, 64-byte aligned */
+    size_t workspace_size;    /* infer sets it (0 by default) */
+    const void *packed;       /* what pack prepared from constant inputs (NULL when none) */
     core_threadpool *threads; /* run: the context's intra-op pool; may be NULL (one thread) */
-    core_pool *strings;  /* run: where operators that create strings allocate them (valid
-                          * until the next run); string tensors hold const char * elements */
+    core_pool *strings;       /* run: where operators that create strings allocate them (valid
+                               * until the next run); string tensors hold const char * elements */
 } eng_op_call;
 
 typedef struct eng_op {
-    const char *domain; /* "" for ai.onnx, "ai.onnx.ml" ... */
-    const char *name;   /* op_type */
-    int since_version;  /* the entry applies from this opset version up to the next entry's */
+    const char *domain;    /* "" for ai.onnx, "ai.onnx.ml" ... */
+    const char *name;      /* op_type */
+    int since_version;     /* the entry applies from this opset version up to the next entry's */
     uint32_t value_inputs; /* bit i set: infer reads the data of input i */
     ferry_status *(*init)(const eng_node *node, int opset, void **state); /* may be NULL */
     void (*fini)(void *state);                                            /* may be NULL */
@@ -97,8 +97,8 @@ typedef struct eng_op {
      * to 64). Lets an operator prepare weights once
      * (packed GEMM panels, folded layouts) for every context to share; *packed is freed with
      * unpack. A NULL *packed means "nothing to prepare". */
-    ferry_status *(*pack)(const eng_node *node, const eng_tensor *const *inputs,
-                          const void *state, void **packed);
+    ferry_status *(*pack)(const eng_node *node, const eng_tensor *const *inputs, const void *state,
+                          void **packed);
     void (*unpack)(void *packed);
     uint32_t flags; /* ENG_OP_* */
     /* Control flow (If, Loop, Scan): computes outputs, shapes included, in one go, allocating

@@ -78,10 +78,9 @@ ferry_status *eng_broadcast_shapes(eng_tensor *out, const eng_tensor *const *ins
             eng_tensor cur = {0};
             cur.rank = rank;
             memcpy(cur.dims, dims, sizeof(dims));
-            return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                              "shapes %s and %s cannot be broadcast together",
-                              eng_shape_str(&cur, s1, sizeof(s1)),
-                              eng_shape_str(t, s2, sizeof(s2)));
+            return core_error(
+                FERRY_ERR_INVALID_ARGUMENT, "shapes %s and %s cannot be broadcast together",
+                eng_shape_str(&cur, s1, sizeof(s1)), eng_shape_str(t, s2, sizeof(s2)));
         }
     }
     eng_set_shape(out, rank, dims);
@@ -95,8 +94,8 @@ ferry_status *eng_read_ints(const eng_tensor *t, int64_t *dst, size_t max, size_
                           ferry_dtype_name(t->dtype));
     int64_t n = eng_numel(t);
     if (n < 0 || (uint64_t)n > max)
-        return core_error(FERRY_ERR_INVALID_ARGUMENT, "expected at most %zu values, got %lld",
-                          max, (long long)n);
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "expected at most %zu values, got %lld", max,
+                          (long long)n);
     if (!t->data && n > 0)
         return core_error(FERRY_ERR_INTERNAL, "integer tensor has no data at plan time");
     for (int64_t i = 0; i < n; i++) dst[i] = core_load_i64(t->dtype, t->data, i);

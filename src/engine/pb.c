@@ -56,7 +56,8 @@ bool pb_next(pb_reader *r, pb_field *f)
         r->p += len;
         return true;
     }
-    default: goto bad;
+    default:
+        goto bad;
     }
 bad:
     r->failed = true;

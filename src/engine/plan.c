@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALIGN 64
+#define ALIGN  64
 #define MAX_IO 4096
 
 typedef struct eng_step {
@@ -14,8 +14,8 @@ typedef struct eng_step {
 } eng_step;
 
 typedef struct buffer {
-    int value;    /* value index, or -1 for a workspace */
-    int step;     /* the workspace's step */
+    int value; /* value index, or -1 for a workspace */
+    int step;  /* the workspace's step */
     int first, last;
     size_t size;
     size_t offset;
@@ -24,7 +24,7 @@ typedef struct buffer {
 struct eng_plan {
     core_pool pool;
     core_pool strings; /* strings created by operators during the last run */
-    eng_tensor *vals; /* one per model value */
+    eng_tensor *vals;  /* one per model value */
     eng_step *steps;
     int n_steps;
     void *arena;
@@ -70,18 +70,17 @@ static ferry_status *infer_node(const eng_node *n, eng_op_call *c)
             return node_error(core_error_wrap(st, "output %d", o), n);
     }
     if (c->workspace_size > ((size_t)1 << 40))
-        return node_error(core_error(FERRY_ERR_NO_MEMORY, "needs %zu bytes of scratch memory",
-                                     c->workspace_size),
-                          n);
+        return node_error(
+            core_error(FERRY_ERR_NO_MEMORY, "needs %zu bytes of scratch memory", c->workspace_size),
+            n);
     return NULL;
 }
 
-ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *outs,
-                            core_pool *pool)
+ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *outs, core_pool *pool)
 {
     eng_tensor *out_ptrs[MAX_IO];
-    if (n->n_out > MAX_IO) return node_error(core_error(FERRY_ERR_UNSUPPORTED,
-                                                        "too many outputs"), n);
+    if (n->n_out > MAX_IO)
+        return node_error(core_error(FERRY_ERR_UNSUPPORTED, "too many outputs"), n);
     for (int o = 0; o < n->n_out; o++) out_ptrs[o] = n->out[o] >= 0 ? &outs[o] : NULL;
     if (n->op->eval) {
         for (int o = 0; o < n->n_out; o++)
@@ -92,9 +91,15 @@ ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *out
                 st = core_error_wrap(st, "output %d", o);
         return st ? node_error(st, n) : NULL;
     }
-    eng_op_call c = {.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit,
-                     .n_out = n->n_out, .in = ins, .out = out_ptrs, .state = n->state,
-                     .packed = n->packed, .strings = pool};
+    eng_op_call c = {.node = n,
+                     .opset = n->opset,
+                     .n_in = n->n_in - n->n_implicit,
+                     .n_out = n->n_out,
+                     .in = ins,
+                     .out = out_ptrs,
+                     .state = n->state,
+                     .packed = n->packed,
+                     .strings = pool};
     ferry_status *st = infer_node(n, &c);
     if (st) return st;
     for (int o = 0; o < n->n_out; o++) {
@@ -126,8 +131,8 @@ ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *in,
                           v->name, ferry_dtype_name(v->declared_dtype),
                           ferry_dtype_name(in->dtype));
     if (!core_dtype_is_flat(in->dtype))
-        return core_error(FERRY_ERR_UNSUPPORTED, "input '%s': dtype %s is not supported",
-                          v->name, ferry_dtype_name(in->dtype));
+        return core_error(FERRY_ERR_UNSUPPORTED, "input '%s': dtype %s is not supported", v->name,
+                          ferry_dtype_name(in->dtype));
     ferry_status *st = eng_check_tensor_shape(in);
     if (st) return core_error_wrap(st, "input '%s'", v->name);
     bool ok = v->declared_rank < 0 || v->declared_rank == in->rank;
@@ -142,8 +147,7 @@ ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *in,
                           eng_shape_str(in, got, sizeof(got)));
     }
     if (need_data && in->data == NULL && eng_numel(in) > 0)
-        return core_error(FERRY_ERR_INVALID_ARGUMENT, "input '%s': data pointer is NULL",
-                          v->name);
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "input '%s': data pointer is NULL", v->name);
     return NULL;
 }
 
@@ -151,8 +155,8 @@ ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *in,
  * share memory. */
 static bool is_view_op(const eng_node *n)
 {
-    static const char *const names[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze",
-                                        "Identity", "Dropout"};
+    static const char *const names[] = {"Reshape",   "Flatten",  "Squeeze",
+                                        "Unsqueeze", "Identity", "Dropout"};
     if (*n->domain) return false;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (!strcmp(n->op_type, names[i])) return true;
@@ -304,10 +308,16 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
         }
         eng_step *s = &p->steps[p->n_steps];
         s->node = n;
-        s->call = (eng_op_call){.node = n, .opset = n->opset, .n_in = n->n_in - n->n_implicit,
+        s->call = (eng_op_call){.node = n,
+                                .opset = n->opset,
+                                .n_in = n->n_in - n->n_implicit,
                                 .n_out = n->n_out,
-                                .in = ins, .out = outs, .state = n->state, .packed = n->packed,
-                                .threads = threads, .strings = &p->strings};
+                                .in = ins,
+                                .out = outs,
+                                .state = n->state,
+                                .packed = n->packed,
+                                .threads = threads,
+                                .strings = &p->strings};
         if ((st = infer_node(n, &s->call))) goto out;
         for (int i = 0; i < n->n_in; i++)
             if (n->in[i] >= 0) last_use[n->in[i]] = p->n_steps;
@@ -320,8 +330,8 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
     for (int i = 0; i < m->n_outputs; i++) {
         int v = m->outputs[i];
         const eng_value *val = &m->values[v];
-        if (val->declared_dtype != FERRY_DTYPE_UNDEFINED && p->vals[v].dtype != val->declared_dtype &&
-            val->kind == ENG_VALUE_NODE) {
+        if (val->declared_dtype != FERRY_DTYPE_UNDEFINED &&
+            p->vals[v].dtype != val->declared_dtype && val->kind == ENG_VALUE_NODE) {
             st = core_error(FERRY_ERR_INVALID_MODEL,
                             "output '%s' is declared as %s but the graph computes %s", val->name,
                             ferry_dtype_name(val->declared_dtype),
@@ -355,12 +365,17 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
     if (!bufs) goto nomem;
     for (int v = 0; v < m->n_values; v++) {
         if (first_def[v] < 0 || root[v] != v) continue;
-        bufs[nb++] = (buffer){.value = v, .first = first_def[v], .last = last_use[v],
+        bufs[nb++] = (buffer){.value = v,
+                              .first = first_def[v],
+                              .last = last_use[v],
                               .size = align_up(eng_nbytes(&p->vals[v]))};
     }
     for (int s = 0; s < p->n_steps; s++)
         if (p->steps[s].call.workspace_size)
-            bufs[nb++] = (buffer){.value = -1, .step = s, .first = s, .last = s,
+            bufs[nb++] = (buffer){.value = -1,
+                                  .step = s,
+                                  .first = s,
+                                  .last = s,
                                   .size = align_up(p->steps[s].call.workspace_size)};
     size_t copy_off = 0;
     if ((st = layout(bufs, nb, &p->arena_size))) goto out;

@@ -33,12 +33,10 @@ void eng_plan_free(eng_plan *p);
 
 /* Checks INPUT against model input number I (dtype and declared dims, and with NEED_DATA a
  * data pointer). */
-ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *input,
-                              bool need_data);
+ferry_status *eng_check_input(const ferry_model *m, int i, const eng_tensor *input, bool need_data);
 
 /* Infers and runs node N once on INS, allocating its outputs OUTS in POOL. Used for constant
  * folding at load and for values that shape inference needs while planning. */
-ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *outs,
-                            core_pool *pool);
+ferry_status *eng_eval_node(const eng_node *n, eng_tensor **ins, eng_tensor *outs, core_pool *pool);
 
 #endif

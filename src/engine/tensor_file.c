@@ -10,7 +10,7 @@
 
 /* Files larger than this are refused before reading (an input tensor, not a dataset). */
 #define MAX_TENSOR_FILE ((uint64_t)8 << 30)
-#define MAX_NPY_HEADER 65536
+#define MAX_NPY_HEADER  65536
 
 struct ferry_tensor {
     ferry_tensor_view view;
@@ -76,11 +76,11 @@ static const struct {
     const char *descr;
     ferry_dtype dtype;
 } npy_types[] = {
-    {"<f4", FERRY_DTYPE_FLOAT},   {"<f8", FERRY_DTYPE_DOUBLE}, {"<f2", FERRY_DTYPE_FLOAT16},
-    {"|b1", FERRY_DTYPE_BOOL},    {"|u1", FERRY_DTYPE_UINT8},  {"|i1", FERRY_DTYPE_INT8},
-    {"<i2", FERRY_DTYPE_INT16},   {"<u2", FERRY_DTYPE_UINT16}, {"<i4", FERRY_DTYPE_INT32},
-    {"<u4", FERRY_DTYPE_UINT32},  {"<i8", FERRY_DTYPE_INT64},  {"<u8", FERRY_DTYPE_UINT64},
-    {"|u1", FERRY_DTYPE_UINT8},   {"<b1", FERRY_DTYPE_BOOL},   {"|i2", FERRY_DTYPE_INT16},
+    {"<f4", FERRY_DTYPE_FLOAT},  {"<f8", FERRY_DTYPE_DOUBLE}, {"<f2", FERRY_DTYPE_FLOAT16},
+    {"|b1", FERRY_DTYPE_BOOL},   {"|u1", FERRY_DTYPE_UINT8},  {"|i1", FERRY_DTYPE_INT8},
+    {"<i2", FERRY_DTYPE_INT16},  {"<u2", FERRY_DTYPE_UINT16}, {"<i4", FERRY_DTYPE_INT32},
+    {"<u4", FERRY_DTYPE_UINT32}, {"<i8", FERRY_DTYPE_INT64},  {"<u8", FERRY_DTYPE_UINT64},
+    {"|u1", FERRY_DTYPE_UINT8},  {"<b1", FERRY_DTYPE_BOOL},   {"|i2", FERRY_DTYPE_INT16},
 };
 
 /* Finds KEY's value in the header dict: a pointer just after "'key':" and spaces. */
@@ -138,8 +138,8 @@ static ferry_status *npy_strings(ferry_tensor *t, const uint8_t *data, size_t wi
         for (size_t k = 0; k < width; k++) {
             if (utf32) {
                 const uint8_t *p = data + ((size_t)i * width + k) * 4;
-                uint32_t c = p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                             (uint32_t)p[3] << 24;
+                uint32_t c =
+                    p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
                 if (!c) break;
                 len += put_utf8(c, s + len);
             } else {
@@ -212,8 +212,9 @@ static size_t string_width(const ferry_tensor_view *view)
 
 static ferry_status *parse_npy(const char *path, uint8_t *buf, size_t size, ferry_tensor *t)
 {
-#define NPY_BAD(...) core_error_wrap(core_error(FERRY_ERR_INVALID_ARGUMENT, __VA_ARGS__), \
-                                     "'%s' is not a valid .npy file", path)
+#define NPY_BAD(...)                                                                               \
+    core_error_wrap(core_error(FERRY_ERR_INVALID_ARGUMENT, __VA_ARGS__),                           \
+                    "'%s' is not a valid .npy file", path)
     if (size < 10 || memcmp(buf, "\x93NUMPY", 6)) return NPY_BAD("bad magic");
     int major = buf[6];
     size_t hlen, off;
@@ -251,16 +252,20 @@ static ferry_status *parse_npy(const char *path, uint8_t *buf, size_t size, ferr
         t->view.dtype = FERRY_DTYPE_STRING;
     }
     if (descr[0] == '>' && strcmp(descr + 1, "i1") && strcmp(descr + 1, "u1"))
-        return core_error(FERRY_ERR_UNSUPPORTED, "'%s': big-endian arrays (%s) are not "
-                          "supported; save with a little-endian dtype", path, descr);
+        return core_error(FERRY_ERR_UNSUPPORTED,
+                          "'%s': big-endian arrays (%s) are not "
+                          "supported; save with a little-endian dtype",
+                          path, descr);
     if (t->view.dtype == FERRY_DTYPE_UNDEFINED)
         return core_error(FERRY_ERR_UNSUPPORTED, "'%s': NumPy dtype '%s' is not supported", path,
                           descr);
     const char *fo = dict_value(hdr, "fortran_order");
     if (!fo) return NPY_BAD("no fortran_order");
     if (!strncmp(fo, "True", 4))
-        return core_error(FERRY_ERR_UNSUPPORTED, "'%s': Fortran-ordered arrays are not "
-                          "supported; save np.ascontiguousarray(a)", path);
+        return core_error(FERRY_ERR_UNSUPPORTED,
+                          "'%s': Fortran-ordered arrays are not "
+                          "supported; save np.ascontiguousarray(a)",
+                          path);
     const char *sh = dict_value(hdr, "shape");
     if (!sh || *sh != '(') return NPY_BAD("no shape");
     sh++;
@@ -270,8 +275,7 @@ static ferry_status *parse_npy(const char *path, uint8_t *buf, size_t size, ferr
         if (*sh == ')') break;
         if (*sh < '0' || *sh > '9') return NPY_BAD("bad shape");
         if (t->view.rank >= FERRY_MAX_RANK)
-            return core_error(FERRY_ERR_UNSUPPORTED, "'%s': rank exceeds %d", path,
-                              FERRY_MAX_RANK);
+            return core_error(FERRY_ERR_UNSUPPORTED, "'%s': rank exceeds %d", path, FERRY_MAX_RANK);
         char *end;
         errno = 0;
         long long v = strtoll(sh, &end, 10);
@@ -343,7 +347,8 @@ static ferry_status *parse_container(core_pool *pool, const uint8_t *buf, size_t
     pb_field f;
     size_t n = 0;
     while (pb_next(&r, &f))
-        if (f.wire == PB_LEN && (f.number == 3 || f.number == 5 || f.number == 7)) n++;
+        if (f.wire == PB_LEN && (f.number == 3 || f.number == 5 || f.number == 7))
+            n++;
         else if (f.wire == PB_LEN && (f.number == 4 || f.number == 6))
             return core_error(FERRY_ERR_UNSUPPORTED, "sparse tensors and maps are not supported");
     if (r.failed)
@@ -392,8 +397,7 @@ ferry_status *ferry_value_read_pb(const char *path, ferry_dtype kind, ferry_tens
     ferry_status *st = read_all(path, &buf, &size);
     if (st) goto fail;
     t->file = buf;
-    st = parse_container(&t->pool, buf, size, kind == FERRY_DTYPE_SEQUENCE, 0, &t->view,
-                         &t->name);
+    st = parse_container(&t->pool, buf, size, kind == FERRY_DTYPE_SEQUENCE, 0, &t->view, &t->name);
     if (st) {
         st = core_error_wrap(st, "'%s'", path);
         goto fail;
@@ -442,8 +446,8 @@ ferry_status *ferry_tensor_write_npy(const ferry_tensor_view *view, const char *
     FILE *f = fopen(path, "wb");
     if (!f) return core_error(FERRY_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     uint16_t hlen = (uint16_t)((size_t)n + pad + 1);
-    uint8_t pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(hlen & 0xff),
-                       (uint8_t)(hlen >> 8)};
+    uint8_t pre[10] = {
+        0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (uint8_t)(hlen & 0xff), (uint8_t)(hlen >> 8)};
     bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(hdr, 1, (size_t)n, f) == (size_t)n;
     for (size_t i = 0; ok && i < pad; i++) ok = fputc(' ', f) != EOF;
     ok = ok && fputc('\n', f) != EOF;

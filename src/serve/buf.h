@@ -15,10 +15,10 @@
 typedef struct srv_arena_block srv_arena_block;
 
 typedef struct srv_arena {
-    char *cur, *end;          /* free space of the current block */
-    srv_arena_block *blocks;  /* malloc'd blocks, newest first; the inline block is not here */
-    size_t used;              /* bytes taken from malloc'd blocks, checked against limit */
-    size_t limit;             /* most bytes the arena may take from malloc (0: unlimited) */
+    char *cur, *end;         /* free space of the current block */
+    srv_arena_block *blocks; /* malloc'd blocks, newest first; the inline block is not here */
+    size_t used;             /* bytes taken from malloc'd blocks, checked against limit */
+    size_t limit;            /* most bytes the arena may take from malloc (0: unlimited) */
 } srv_arena;
 
 /* Starts an arena on INLINE_BUF (SIZE bytes, may be NULL/0) that may take up to LIMIT more bytes
@@ -39,8 +39,8 @@ void srv_arena_release(srv_arena *a);
 typedef struct srv_buf {
     char *data;
     size_t len, cap;
-    size_t max;   /* srv_buf_reserve fails past this many bytes (0: unlimited) */
-    bool failed;  /* set when an append did not fit; later appends are ignored */
+    size_t max;  /* srv_buf_reserve fails past this many bytes (0: unlimited) */
+    bool failed; /* set when an append did not fit; later appends are ignored */
 } srv_buf;
 
 /* Makes room for EXTRA more bytes. False (and failed set) when the maximum or memory runs out. */
@@ -50,8 +50,10 @@ void srv_buf_puts(srv_buf *b, const char *s);
 void srv_buf_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static inline void srv_buf_putc(srv_buf *b, char c)
 {
-    if (b->len < b->cap) b->data[b->len++] = c;
-    else srv_buf_append(b, &c, 1);
+    if (b->len < b->cap)
+        b->data[b->len++] = c;
+    else
+        srv_buf_append(b, &c, 1);
 }
 /* Appends S (LEN bytes) as a JSON string literal, quotes included. Control characters are
  * escaped, invalid UTF-8 bytes become U+FFFD so the output is always valid JSON. */

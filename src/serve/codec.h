@@ -45,8 +45,8 @@ typedef struct srv_model_sig {
 } srv_model_sig;
 
 typedef struct srv_output_req {
-    size_t index;  /* into the signature's outputs */
-    bool binary;   /* send as raw bytes after the JSON */
+    size_t index; /* into the signature's outputs */
+    bool binary;  /* send as raw bytes after the JSON */
 } srv_output_req;
 
 /* A decoded request. Everything it points to lives in the arena passed to the decoder, or in
@@ -56,11 +56,11 @@ typedef struct srv_infer_req {
     ferry_tensor_view *inputs; /* n_inputs views in the signature's order */
     bool *given;               /* false for an optional input the request left out */
     size_t n_inputs;
-    srv_output_req *outputs;   /* the outputs to send back, in the order to send them */
+    srv_output_req *outputs; /* the outputs to send back, in the order to send them */
     size_t n_outputs;
-    int64_t timeout_us;        /* parameters.timeout; 0 when absent */
-    int64_t priority;          /* parameters.priority; 0 when absent */
-    int64_t batch;             /* batch size (first dim) for batching models, else 1 */
+    int64_t timeout_us; /* parameters.timeout; 0 when absent */
+    int64_t priority;   /* parameters.priority; 0 when absent */
+    int64_t batch;      /* batch size (first dim) for batching models, else 1 */
     bool any_binary_output;
 } srv_infer_req;
 

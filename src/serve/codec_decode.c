@@ -192,14 +192,30 @@ static ferry_status *read_string(cur *c, srv_arena *arena, span *out)
         p++;
         char ch = *p, lit;
         switch (ch) {
-        case '"': lit = '"'; break;
-        case '\\': lit = '\\'; break;
-        case '/': lit = '/'; break;
-        case 'b': lit = '\b'; break;
-        case 'f': lit = '\f'; break;
-        case 'n': lit = '\n'; break;
-        case 'r': lit = '\r'; break;
-        case 't': lit = '\t'; break;
+        case '"':
+            lit = '"';
+            break;
+        case '\\':
+            lit = '\\';
+            break;
+        case '/':
+            lit = '/';
+            break;
+        case 'b':
+            lit = '\b';
+            break;
+        case 'f':
+            lit = '\f';
+            break;
+        case 'n':
+            lit = '\n';
+            break;
+        case 'r':
+            lit = '\r';
+            break;
+        case 't':
+            lit = '\t';
+            break;
         case 'u': {
             uint32_t cp, lo;
             if (!read_hex4(p + 1, e, &cp)) return bad("malformed JSON: bad \\u escape");
@@ -214,7 +230,8 @@ static ferry_status *read_string(cur *c, srv_arena *arena, span *out)
             if (o) o = put_utf8(o, cp);
             continue;
         }
-        default: return bad("malformed JSON: bad escape '\\%c' in a string", ch);
+        default:
+            return bad("malformed JSON: bad escape '\\%c' in a string", ch);
         }
         if (o) *o++ = lit;
     }
@@ -299,15 +316,19 @@ static bool num_to_double(const num *n, double *out)
     bool slow = false;
     for (; p < e && is_digit(*p); p++) {
         if (m || *p != '0') {
-            if (sig < 19) m = m * 10 + (uint64_t)(*p - '0'), sig++;
-            else exp10++, slow = true;
+            if (sig < 19)
+                m = m * 10 + (uint64_t)(*p - '0'), sig++;
+            else
+                exp10++, slow = true;
         }
     }
     if (p < e && *p == '.') {
         for (p++; p < e && is_digit(*p); p++) {
             if (m || *p != '0') {
-                if (sig < 19) m = m * 10 + (uint64_t)(*p - '0'), sig++, exp10--;
-                else slow = true;
+                if (sig < 19)
+                    m = m * 10 + (uint64_t)(*p - '0'), sig++, exp10--;
+                else
+                    slow = true;
             } else {
                 exp10--;
             }
@@ -433,9 +454,12 @@ static ferry_status *leaf_error(const char *name, int64_t i, const char *what)
 static ferry_status *read_leaf(cur *c, const char *name, ferry_dtype dt, void *dst, int64_t i)
 {
     if (dt == FERRY_DTYPE_BOOL) {
-        if (eat_word(c, "true", 4)) ((uint8_t *)dst)[i] = 1;
-        else if (eat_word(c, "false", 5)) ((uint8_t *)dst)[i] = 0;
-        else return leaf_error(name, i, "is not true or false (BOOL data)");
+        if (eat_word(c, "true", 4))
+            ((uint8_t *)dst)[i] = 1;
+        else if (eat_word(c, "false", 5))
+            ((uint8_t *)dst)[i] = 0;
+        else
+            return leaf_error(name, i, "is not true or false (BOOL data)");
         return NULL;
     }
     num n;
@@ -451,7 +475,9 @@ static ferry_status *read_leaf(cur *c, const char *name, ferry_dtype dt, void *d
             ((float *)dst)[i] = f;
             break;
         }
-        case FERRY_DTYPE_DOUBLE: ((double *)dst)[i] = v; break;
+        case FERRY_DTYPE_DOUBLE:
+            ((double *)dst)[i] = v;
+            break;
         case FERRY_DTYPE_FLOAT16: {
             uint16_t h = core_float_to_half((float)v);
             if ((h & 0x7fff) == 0x7c00) return leaf_error(name, i, "is out of range for FP16");
@@ -473,26 +499,59 @@ static ferry_status *read_leaf(cur *c, const char *name, ferry_dtype dt, void *d
     int r = num_to_int(&n, &v, &u);
     bool ok;
     switch (dt) {
-    case FERRY_DTYPE_INT8: ok = !r && v >= INT8_MIN && v <= INT8_MAX; break;
-    case FERRY_DTYPE_INT16: ok = !r && v >= INT16_MIN && v <= INT16_MAX; break;
-    case FERRY_DTYPE_INT32: ok = !r && v >= INT32_MIN && v <= INT32_MAX; break;
-    case FERRY_DTYPE_INT64: ok = !r; break;
-    case FERRY_DTYPE_UINT8: ok = r >= 0 && !n.neg && u <= UINT8_MAX; break;
-    case FERRY_DTYPE_UINT16: ok = r >= 0 && !n.neg && u <= UINT16_MAX; break;
-    case FERRY_DTYPE_UINT32: ok = r >= 0 && !n.neg && u <= UINT32_MAX; break;
-    case FERRY_DTYPE_UINT64: ok = r >= 0 && (!n.neg || u == 0); break;
-    default: return bad("input '%s': datatype cannot be sent as JSON", name);
+    case FERRY_DTYPE_INT8:
+        ok = !r && v >= INT8_MIN && v <= INT8_MAX;
+        break;
+    case FERRY_DTYPE_INT16:
+        ok = !r && v >= INT16_MIN && v <= INT16_MAX;
+        break;
+    case FERRY_DTYPE_INT32:
+        ok = !r && v >= INT32_MIN && v <= INT32_MAX;
+        break;
+    case FERRY_DTYPE_INT64:
+        ok = !r;
+        break;
+    case FERRY_DTYPE_UINT8:
+        ok = r >= 0 && !n.neg && u <= UINT8_MAX;
+        break;
+    case FERRY_DTYPE_UINT16:
+        ok = r >= 0 && !n.neg && u <= UINT16_MAX;
+        break;
+    case FERRY_DTYPE_UINT32:
+        ok = r >= 0 && !n.neg && u <= UINT32_MAX;
+        break;
+    case FERRY_DTYPE_UINT64:
+        ok = r >= 0 && (!n.neg || u == 0);
+        break;
+    default:
+        return bad("input '%s': datatype cannot be sent as JSON", name);
     }
     if (!ok) return leaf_error(name, i, "is out of range for its datatype");
     switch (dt) {
-    case FERRY_DTYPE_INT8: ((int8_t *)dst)[i] = (int8_t)v; break;
-    case FERRY_DTYPE_INT16: ((int16_t *)dst)[i] = (int16_t)v; break;
-    case FERRY_DTYPE_INT32: ((int32_t *)dst)[i] = (int32_t)v; break;
-    case FERRY_DTYPE_INT64: ((int64_t *)dst)[i] = v; break;
-    case FERRY_DTYPE_UINT8: ((uint8_t *)dst)[i] = (uint8_t)u; break;
-    case FERRY_DTYPE_UINT16: ((uint16_t *)dst)[i] = (uint16_t)u; break;
-    case FERRY_DTYPE_UINT32: ((uint32_t *)dst)[i] = (uint32_t)u; break;
-    default: ((uint64_t *)dst)[i] = u; break;
+    case FERRY_DTYPE_INT8:
+        ((int8_t *)dst)[i] = (int8_t)v;
+        break;
+    case FERRY_DTYPE_INT16:
+        ((int16_t *)dst)[i] = (int16_t)v;
+        break;
+    case FERRY_DTYPE_INT32:
+        ((int32_t *)dst)[i] = (int32_t)v;
+        break;
+    case FERRY_DTYPE_INT64:
+        ((int64_t *)dst)[i] = v;
+        break;
+    case FERRY_DTYPE_UINT8:
+        ((uint8_t *)dst)[i] = (uint8_t)u;
+        break;
+    case FERRY_DTYPE_UINT16:
+        ((uint16_t *)dst)[i] = (uint16_t)u;
+        break;
+    case FERRY_DTYPE_UINT32:
+        ((uint32_t *)dst)[i] = (uint32_t)u;
+        break;
+    default:
+        ((uint64_t *)dst)[i] = u;
+        break;
     }
     return NULL;
 }
@@ -575,11 +634,12 @@ static ferry_status *read_data(cur *c, const char *name, ferry_dtype dt, int ran
 wrong_nesting:
     format_dims(shape, sizeof(shape), rank, dims);
     return bad("input '%s': nested 'data' does not match shape %s (send it flat or nested "
-               "exactly like the shape)", name, shape);
+               "exactly like the shape)",
+               name, shape);
 too_many:
     format_dims(shape, sizeof(shape), rank, dims);
-    return bad("input '%s': 'data' has more than the %" PRId64 " elements of shape %s", name,
-               count, shape);
+    return bad("input '%s': 'data' has more than the %" PRId64 " elements of shape %s", name, count,
+               shape);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -590,15 +650,15 @@ typedef struct decoder {
     const srv_model_sig *sig;
     srv_arena *arena;
     srv_infer_req *req;
-    const char *bin;       /* binary part after the JSON */
+    const char *bin; /* binary part after the JSON */
     size_t bin_len, bin_off;
     bool has_header_len;
-    int binary_output;     /* request parameters.binary_data_output: -1 unset, 0, 1 */
+    int binary_output; /* request parameters.binary_data_output: -1 unset, 0, 1 */
     bool seen_inputs, seen_outputs;
     size_t n_outputs;
-    int *out_binary;       /* per requested output: -1 unset, 0, 1 */
-    bool *out_seen;        /* per signature output: already requested */
-    int64_t batch;         /* -1 until the first batching input sets it */
+    int *out_binary; /* per requested output: -1 unset, 0, 1 */
+    bool *out_seen;  /* per signature output: already requested */
+    int64_t batch;   /* -1 until the first batching input sets it */
     size_t n_input_objects;
 } decoder;
 
@@ -609,7 +669,7 @@ typedef struct input_obj {
     int rank;
     int64_t dims[FERRY_MAX_RANK];
     int64_t binary_size;
-    const char *data_at;   /* where "data" starts when it had to wait for the other fields */
+    const char *data_at; /* where "data" starts when it had to wait for the other fields */
     bool data_done;
     /* set by check_input */
     const srv_tensor_spec *spec;
@@ -620,9 +680,12 @@ typedef struct input_obj {
 static ferry_status *read_bool(cur *c, const char *what, bool *out)
 {
     ws(c);
-    if (eat_word(c, "true", 4)) *out = true;
-    else if (eat_word(c, "false", 5)) *out = false;
-    else return bad("%s must be true or false", what);
+    if (eat_word(c, "true", 4))
+        *out = true;
+    else if (eat_word(c, "false", 5))
+        *out = false;
+    else
+        return bad("%s must be true or false", what);
     return NULL;
 }
 
@@ -719,7 +782,8 @@ static ferry_status *check_input(input_obj *in)
         if (b < 1) return bad("input '%s': batch size must be at least 1", label);
         if (b > d->sig->max_batch_size)
             return bad("input '%s': batch size %" PRId64 " is more than the model's "
-                       "max_batch_size %" PRId64, label, b, d->sig->max_batch_size);
+                       "max_batch_size %" PRId64,
+                       label, b, d->sig->max_batch_size);
         if (d->batch >= 0 && d->batch != b)
             return bad("input '%s': batch size %" PRId64 " differs from the other inputs' %" PRId64,
                        label, b, d->batch);
@@ -755,10 +819,11 @@ static ferry_status *decode_json_data(input_obj *in, cur *c)
                    in->spec->name, in->count);
     size_t bytes = (size_t)in->count * esize;
     void *dst = srv_arena_alloc(d->arena, bytes ? bytes : 1, 64);
-    if (!dst) return core_error(FERRY_ERR_NO_MEMORY, "input '%s': out of memory for %zu bytes",
-                                in->spec->name, bytes);
-    ferry_status *st = read_data(c, in->spec->name, in->spec->dtype, in->rank, in->dims,
-                                 in->count, dst);
+    if (!dst)
+        return core_error(FERRY_ERR_NO_MEMORY, "input '%s': out of memory for %zu bytes",
+                          in->spec->name, bytes);
+    ferry_status *st =
+        read_data(c, in->spec->name, in->spec->dtype, in->rank, in->dims, in->count, dst);
     if (st) return st;
     ferry_tensor_view *v = &d->req->inputs[in->index];
     v->data = dst;
@@ -837,15 +902,18 @@ static ferry_status *read_input(decoder *d, cur *c)
     if (in.has_binary) {
         if (!d->has_header_len)
             return bad("input '%s': 'binary_data_size' needs the Inference-Header-Content-Length "
-                       "header", label);
+                       "header",
+                       label);
         size_t esize = ferry_dtype_size(in.spec->dtype);
         uint64_t need = (uint64_t)in.count * esize;
         if ((uint64_t)in.binary_size != need)
             return bad("input '%s': binary_data_size is %" PRId64 " bytes but shape and datatype "
-                       "need %" PRIu64, label, in.binary_size, need);
+                       "need %" PRIu64,
+                       label, in.binary_size, need);
         if (need > d->bin_len - d->bin_off)
             return bad("input '%s': binary data is truncated: %" PRIu64 " bytes needed, %zu left "
-                       "in the body", label, need, d->bin_len - d->bin_off);
+                       "in the body",
+                       label, need, d->bin_len - d->bin_off);
         const char *src = d->bin + d->bin_off;
         d->bin_off += (size_t)need;
         if ((uintptr_t)src % esize == 0) {
@@ -987,7 +1055,8 @@ static ferry_status *decode_raw(decoder *d, const char *body, size_t len)
     const srv_model_sig *sig = d->sig;
     if (sig->n_inputs != 1)
         return bad("a raw binary body (Inference-Header-Content-Length: 0) needs a model with "
-                   "exactly one input; this one has %zu", sig->n_inputs);
+                   "exactly one input; this one has %zu",
+                   sig->n_inputs);
     const srv_tensor_spec *spec = &sig->inputs[0];
     size_t esize = ferry_dtype_size(spec->dtype);
     if (!esize || spec->dtype == FERRY_DTYPE_STRING)
@@ -1004,7 +1073,8 @@ static ferry_status *decode_raw(decoder *d, const char *body, size_t len)
         if (dim < 0) {
             if (open >= 0)
                 return bad("input '%s': a raw binary body needs a shape with at most one "
-                           "variable dimension", spec->name);
+                           "variable dimension",
+                           spec->name);
             open = i;
             dim = 1;
         }
@@ -1019,8 +1089,8 @@ static ferry_status *decode_raw(decoder *d, const char *body, size_t len)
             return bad("input '%s': %zu raw bytes do not make a whole tensor", spec->name, len);
         v->dims[open] = (int64_t)(len / unit);
     } else if (len != unit) {
-        return bad("input '%s': raw body has %zu bytes, the shape needs %" PRIu64, spec->name,
-                   len, unit);
+        return bad("input '%s': raw body has %zu bytes, the shape needs %" PRIu64, spec->name, len,
+                   unit);
     }
     if ((uintptr_t)body % esize == 0) {
         v->data = (void *)(uintptr_t)body;
@@ -1066,7 +1136,8 @@ ferry_status *srv_decode_infer(const srv_model_sig *sig, const char *body, size_
     if (header_len > 0) {
         if ((uint64_t)header_len > body_len)
             return bad("Inference-Header-Content-Length is %" PRId64 " but the body has only "
-                       "%zu bytes", header_len, body_len);
+                       "%zu bytes",
+                       header_len, body_len);
         json_len = (size_t)header_len;
         d.has_header_len = true;
         d.bin = body + json_len;

@@ -63,12 +63,10 @@ static char *put_real(char *o, double v, int digits)
 
 /* Powers of ten for scaling floats to nine digits. */
 static const double p10[64] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31,
-    1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46,
-    1e47, 1e48, 1e49, 1e50, 1e51, 1e52, 1e53, 1e54, 1e55, 1e56, 1e57, 1e58, 1e59, 1e60, 1e61,
-    1e62, 1e63
-};
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31,
+    1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47,
+    1e48, 1e49, 1e50, 1e51, 1e52, 1e53, 1e54, 1e55, 1e56, 1e57, 1e58, 1e59, 1e60, 1e61, 1e62, 1e63};
 
 /* An FP32 value as printf's "%.9g" writes it (nine significant digits, trailing zeros
  * dropped), without printf: this runs once per output element, and printf's general
@@ -97,9 +95,12 @@ static char *put_f32(char *o, float f)
         int k = 8 - e;
         double scaled = k >= 0 ? v * p10[k] : v / p10[-k];
         m = (uint64_t)nearbyint(scaled); /* ties to even, as printf */
-        if (m >= 1000000000u) e++;
-        else if (m < 100000000u) e--;
-        else break;
+        if (m >= 1000000000u)
+            e++;
+        else if (m < 100000000u)
+            e--;
+        else
+            break;
     }
     char digits[10];
     for (int i = 8; i >= 0; i--, m /= 10) digits[i] = (char)('0' + m % 10);
@@ -147,8 +148,12 @@ static void put_data(srv_buf *b, const ferry_tensor_view *v)
     for (int64_t i = 0; i < count; i++) {
         if (i) *o++ = ',';
         switch (v->dtype) {
-        case FERRY_DTYPE_FLOAT: o = put_f32(o, ((const float *)d)[i]); break;
-        case FERRY_DTYPE_DOUBLE: o = put_real(o, ((const double *)d)[i], 17); break;
+        case FERRY_DTYPE_FLOAT:
+            o = put_f32(o, ((const float *)d)[i]);
+            break;
+        case FERRY_DTYPE_DOUBLE:
+            o = put_real(o, ((const double *)d)[i], 17);
+            break;
         case FERRY_DTYPE_FLOAT16:
             o = put_real(o, core_half_to_float(((const uint16_t *)d)[i]), 5);
             break;
@@ -156,18 +161,37 @@ static void put_data(srv_buf *b, const ferry_tensor_view *v)
             o = put_real(o, core_bf16_to_float(((const uint16_t *)d)[i]), 4);
             break;
         case FERRY_DTYPE_BOOL:
-            if (((const uint8_t *)d)[i]) memcpy(o, "true", 4), o += 4;
-            else memcpy(o, "false", 5), o += 5;
+            if (((const uint8_t *)d)[i])
+                memcpy(o, "true", 4), o += 4;
+            else
+                memcpy(o, "false", 5), o += 5;
             break;
-        case FERRY_DTYPE_INT8: o = put_i64(o, ((const int8_t *)d)[i]); break;
-        case FERRY_DTYPE_INT16: o = put_i64(o, ((const int16_t *)d)[i]); break;
-        case FERRY_DTYPE_INT32: o = put_i64(o, ((const int32_t *)d)[i]); break;
-        case FERRY_DTYPE_INT64: o = put_i64(o, ((const int64_t *)d)[i]); break;
-        case FERRY_DTYPE_UINT8: o = put_u64(o, ((const uint8_t *)d)[i]); break;
-        case FERRY_DTYPE_UINT16: o = put_u64(o, ((const uint16_t *)d)[i]); break;
-        case FERRY_DTYPE_UINT32: o = put_u64(o, ((const uint32_t *)d)[i]); break;
-        case FERRY_DTYPE_UINT64: o = put_u64(o, ((const uint64_t *)d)[i]); break;
-        default: break; /* refused by the caller */
+        case FERRY_DTYPE_INT8:
+            o = put_i64(o, ((const int8_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_INT16:
+            o = put_i64(o, ((const int16_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_INT32:
+            o = put_i64(o, ((const int32_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_INT64:
+            o = put_i64(o, ((const int64_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_UINT8:
+            o = put_u64(o, ((const uint8_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_UINT16:
+            o = put_u64(o, ((const uint16_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_UINT32:
+            o = put_u64(o, ((const uint32_t *)d)[i]);
+            break;
+        case FERRY_DTYPE_UINT64:
+            o = put_u64(o, ((const uint64_t *)d)[i]);
+            break;
+        default:
+            break; /* refused by the caller */
         }
     }
     *o++ = ']';

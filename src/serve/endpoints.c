@@ -18,8 +18,8 @@
 
 /* The extensions Ferry implements, as Triton names them in server metadata. */
 static const char *const extensions[] = {
-    "binary_tensor_data", "model_repository", "model_configuration", "statistics",
-    "parameters", "schedule_policy",
+    "binary_tensor_data", "model_repository", "model_configuration",
+    "statistics",         "parameters",       "schedule_policy",
 };
 
 static const struct {
@@ -102,8 +102,9 @@ void srv_ep_server_metadata(srv_server *s, srv_reply *r)
     json_t *ext = json_array();
     for (size_t i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++)
         json_array_append_new(ext, json_string(extensions[i]));
-    reply_json(r, 200, json_pack("{s:s, s:s, s:o}", "name", "ferry", "version", FERRY_VERSION,
-                                 "extensions", ext));
+    reply_json(
+        r, 200,
+        json_pack("{s:s, s:s, s:o}", "name", "ferry", "version", FERRY_VERSION, "extensions", ext));
 }
 
 bool srv_server_ready(srv_server *s)
@@ -205,9 +206,12 @@ static json_t *dims_array(const int64_t *dims, int rank)
 static const char *format_name(rt_tensor_format f)
 {
     switch (f) {
-    case RT_FORMAT_NHWC: return "FORMAT_NHWC";
-    case RT_FORMAT_NCHW: return "FORMAT_NCHW";
-    default: return "FORMAT_NONE";
+    case RT_FORMAT_NHWC:
+        return "FORMAT_NHWC";
+    case RT_FORMAT_NCHW:
+        return "FORMAT_NCHW";
+    default:
+        return "FORMAT_NONE";
     }
 }
 
@@ -216,7 +220,9 @@ static json_t *config_json(const rt_model_config *c)
 {
     json_t *policy;
     switch (c->version_policy.kind) {
-    case RT_POLICY_ALL: policy = json_pack("{s:{}}", "all"); break;
+    case RT_POLICY_ALL:
+        policy = json_pack("{s:{}}", "all");
+        break;
     case RT_POLICY_SPECIFIC: {
         json_t *v = json_array();
         for (size_t i = 0; i < c->version_policy.version_count; i++)
@@ -231,77 +237,78 @@ static json_t *config_json(const rt_model_config *c)
     json_t *inputs = json_array();
     for (size_t i = 0; i < c->input_count; i++) {
         const rt_tensor_config *t = &c->inputs[i];
-        json_t *in = json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:b}", "name", t->name,
-                               "data_type", rt_dtype_config_name(t->dtype), "format",
-                               format_name(t->format), "dims", dims_array(t->dims, t->rank),
-                               "is_shape_tensor", t->is_shape_tensor, "allow_ragged_batch",
-                               t->allow_ragged_batch, "optional", t->optional);
+        json_t *in =
+            json_pack("{s:s, s:s, s:s, s:o, s:b, s:b, s:b}", "name", t->name, "data_type",
+                      rt_dtype_config_name(t->dtype), "format", format_name(t->format), "dims",
+                      dims_array(t->dims, t->rank), "is_shape_tensor", t->is_shape_tensor,
+                      "allow_ragged_batch", t->allow_ragged_batch, "optional", t->optional);
         if (t->has_reshape)
-            json_object_set_new(in, "reshape",
-                                json_pack("{s:o}", "shape",
-                                          dims_array(t->reshape, t->reshape_rank)));
+            json_object_set_new(
+                in, "reshape",
+                json_pack("{s:o}", "shape", dims_array(t->reshape, t->reshape_rank)));
         json_array_append_new(inputs, in);
     }
     json_t *outputs = json_array();
     for (size_t i = 0; i < c->output_count; i++) {
         const rt_tensor_config *t = &c->outputs[i];
-        json_t *out = json_pack("{s:s, s:s, s:o, s:s, s:b}", "name", t->name, "data_type",
-                                rt_dtype_config_name(t->dtype), "dims",
-                                dims_array(t->dims, t->rank), "label_filename",
-                                t->label_filename ? t->label_filename : "", "is_shape_tensor",
-                                t->is_shape_tensor);
+        json_t *out = json_pack(
+            "{s:s, s:s, s:o, s:s, s:b}", "name", t->name, "data_type",
+            rt_dtype_config_name(t->dtype), "dims", dims_array(t->dims, t->rank), "label_filename",
+            t->label_filename ? t->label_filename : "", "is_shape_tensor", t->is_shape_tensor);
         if (t->has_reshape)
-            json_object_set_new(out, "reshape",
-                                json_pack("{s:o}", "shape",
-                                          dims_array(t->reshape, t->reshape_rank)));
+            json_object_set_new(
+                out, "reshape",
+                json_pack("{s:o}", "shape", dims_array(t->reshape, t->reshape_rank)));
         json_array_append_new(outputs, out);
     }
     json_t *groups = json_array();
     for (size_t i = 0; i < c->instance_group_count; i++) {
         const rt_instance_group *g = &c->instance_groups[i];
         char name[RT_MAX_NAME + 32];
-        if (g->name && g->name[0]) snprintf(name, sizeof(name), "%s", g->name);
-        else snprintf(name, sizeof(name), "%s_%zu", c->name, i);
-        json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:[], s:b}", "name", name,
-                                                "kind", "KIND_CPU", "count", (int)g->count,
-                                                "gpus", "passive", 0));
+        if (g->name && g->name[0])
+            snprintf(name, sizeof(name), "%s", g->name);
+        else
+            snprintf(name, sizeof(name), "%s_%zu", c->name, i);
+        json_array_append_new(groups,
+                              json_pack("{s:s, s:s, s:i, s:[], s:b}", "name", name, "kind",
+                                        "KIND_CPU", "count", (int)g->count, "gpus", "passive", 0));
     }
     if (c->instance_group_count == 0) {
         char name[RT_MAX_NAME + 32];
         snprintf(name, sizeof(name), "%s_0", c->name);
-        json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:[], s:b}", "name", name,
-                                                "kind", "KIND_CPU", "count", c->instance_count,
-                                                "gpus", "passive", 0));
+        json_array_append_new(groups, json_pack("{s:s, s:s, s:i, s:[], s:b}", "name", name, "kind",
+                                                "KIND_CPU", "count", c->instance_count, "gpus",
+                                                "passive", 0));
     }
     json_t *params = json_object();
     for (size_t i = 0; i < c->parameter_count; i++)
         json_object_set_new(params, c->parameters[i].key,
                             json_pack("{s:s}", "string_value", c->parameters[i].value));
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:o, s:o, s:[], s:[], s:o, s:s, "
-                          "s:{}, s:o, s:[]}",
-                          "name", c->name, "platform", c->platform ? c->platform : "", "backend",
-                          c->backend ? c->backend : "", "runtime", "", "version_policy", policy,
-                          "max_batch_size", (int)c->max_batch_size, "input", inputs, "output",
-                          outputs, "batch_input", "batch_output", "instance_group", groups,
-                          "default_model_filename",
-                          c->default_model_filename ? c->default_model_filename : "model.onnx",
-                          "metric_tags", "parameters", params, "model_warmup");
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:s, s:o, s:i, s:o, s:o, s:[], s:[], s:o, s:s, "
+                  "s:{}, s:o, s:[]}",
+                  "name", c->name, "platform", c->platform ? c->platform : "", "backend",
+                  c->backend ? c->backend : "", "runtime", "", "version_policy", policy,
+                  "max_batch_size", (int)c->max_batch_size, "input", inputs, "output", outputs,
+                  "batch_input", "batch_output", "instance_group", groups, "default_model_filename",
+                  c->default_model_filename ? c->default_model_filename : "model.onnx",
+                  "metric_tags", "parameters", params, "model_warmup");
     if (j && c->has_dynamic_batching) {
         const rt_dynamic_batching *d = &c->dynamic_batching;
         json_t *pref = json_array();
         for (size_t i = 0; i < d->preferred_count; i++)
             json_array_append_new(pref, json_integer(d->preferred_batch_sizes[i]));
-        json_object_set_new(
-            j, "dynamic_batching",
-            json_pack("{s:o, s:I, s:b, s:I, s:I, s:{s:s, s:I, s:b, s:I}, s:{}}",
-                      "preferred_batch_size", pref, "max_queue_delay_microseconds",
-                      (json_int_t)d->max_queue_delay_us, "preserve_ordering",
-                      d->preserve_ordering, "priority_levels", (json_int_t)d->priority_levels,
-                      "default_priority_level", (json_int_t)d->default_priority_level,
-                      "default_queue_policy", "timeout_action", "REJECT",
-                      "default_timeout_microseconds", (json_int_t)d->default_timeout_us,
-                      "allow_timeout_override", d->allow_timeout_override, "max_queue_size",
-                      (json_int_t)d->max_queue_size, "priority_queue_policy"));
+        json_object_set_new(j, "dynamic_batching",
+                            json_pack("{s:o, s:I, s:b, s:I, s:I, s:{s:s, s:I, s:b, s:I}, s:{}}",
+                                      "preferred_batch_size", pref, "max_queue_delay_microseconds",
+                                      (json_int_t)d->max_queue_delay_us, "preserve_ordering",
+                                      d->preserve_ordering, "priority_levels",
+                                      (json_int_t)d->priority_levels, "default_priority_level",
+                                      (json_int_t)d->default_priority_level, "default_queue_policy",
+                                      "timeout_action", "REJECT", "default_timeout_microseconds",
+                                      (json_int_t)d->default_timeout_us, "allow_timeout_override",
+                                      d->allow_timeout_override, "max_queue_size",
+                                      (json_int_t)d->max_queue_size, "priority_queue_policy"));
     }
     return j;
 }
@@ -329,19 +336,17 @@ static json_t *model_stats_json(rt_model *m)
     rt_model_stats st;
     rt_model_get_stats(m, &st);
     rt_duration_stat zero = {0, 0};
-    json_t *inference = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "success",
-                                  duration(st.success), "fail", duration(st.fail), "queue",
-                                  duration(st.queue), "compute_input",
-                                  duration(st.compute_input), "compute_infer",
-                                  duration(st.compute_infer), "compute_output",
-                                  duration(st.compute_output), "cache_hit", duration(zero),
-                                  "cache_miss", duration(zero));
-    return json_pack("{s:s, s:o, s:I, s:I, s:I, s:o, s:{}, s:[], s:[]}", "name",
-                     rt_model_name(m), "version", version_string(rt_model_version(m)),
-                     "last_inference", (json_int_t)st.last_inference_ms, "inference_count",
+    json_t *inference = json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "success", duration(st.success), "fail",
+        duration(st.fail), "queue", duration(st.queue), "compute_input", duration(st.compute_input),
+        "compute_infer", duration(st.compute_infer), "compute_output", duration(st.compute_output),
+        "cache_hit", duration(zero), "cache_miss", duration(zero));
+    return json_pack("{s:s, s:o, s:I, s:I, s:I, s:o, s:{}, s:[], s:[]}", "name", rt_model_name(m),
+                     "version", version_string(rt_model_version(m)), "last_inference",
+                     (json_int_t)st.last_inference_ms, "inference_count",
                      (json_int_t)st.inference_count, "execution_count",
-                     (json_int_t)st.execution_count, "inference_stats", inference,
-                     "response_stats", "batch_stats", "memory_usage");
+                     (json_int_t)st.execution_count, "inference_stats", inference, "response_stats",
+                     "batch_stats", "memory_usage");
 }
 
 void srv_ep_model_stats(srv_server *s, const char *model, const char *version, srv_reply *r)
@@ -385,8 +390,10 @@ static json_t *parse_body(const char *body, size_t len, srv_reply *r)
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
     if (!j || !json_is_object(j)) {
         char msg[300];
-        if (j) snprintf(msg, sizeof(msg), "the request body must be a JSON object");
-        else snprintf(msg, sizeof(msg), "malformed JSON: %s", err.text);
+        if (j)
+            snprintf(msg, sizeof(msg), "the request body must be a JSON object");
+        else
+            snprintf(msg, sizeof(msg), "malformed JSON: %s", err.text);
         json_decref(j);
         srv_reply_message(r, 400, msg);
         return NULL;
@@ -439,7 +446,8 @@ void srv_ep_repository_load(srv_server *s, const char *model, bool load, const c
     }
     const char *key;
     json_t *value;
-    json_object_foreach(params, key, value) {
+    json_object_foreach(params, key, value)
+    {
         /* Triton's load overrides (an inline config, uploaded files) would let a client write
          * into the repository; Ferry serves only what is on disk. unload_dependents has no
          * meaning without ensembles. */

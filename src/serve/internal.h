@@ -14,8 +14,16 @@
 
 /* HTTP status codes counted in ferry_http_requests_total; the rest count as "other". */
 enum {
-    SRV_CODE_200, SRV_CODE_400, SRV_CODE_404, SRV_CODE_405, SRV_CODE_413, SRV_CODE_500,
-    SRV_CODE_501, SRV_CODE_503, SRV_CODE_OTHER, SRV_CODE_COUNT
+    SRV_CODE_200,
+    SRV_CODE_400,
+    SRV_CODE_404,
+    SRV_CODE_405,
+    SRV_CODE_413,
+    SRV_CODE_500,
+    SRV_CODE_501,
+    SRV_CODE_503,
+    SRV_CODE_OTHER,
+    SRV_CODE_COUNT
 };
 
 /* Requests refused by the front end (before the runtime saw them) per model version, so that
@@ -31,12 +39,12 @@ typedef struct srv_server {
     srv_options opts;
     rt_runtime *rt;
     struct MHD_Daemon *daemon;
-    char address[96];             /* "127.0.0.1:8000" */
+    char address[96]; /* "127.0.0.1:8000" */
     uint64_t start_ms;
 
-    atomic_bool draining;         /* SIGTERM seen: replies say Connection: close */
-    _Atomic int64_t active;       /* HTTP requests begun and not yet completed */
-    _Atomic int admin_threads;    /* load/unload threads running */
+    atomic_bool draining;      /* SIGTERM seen: replies say Connection: close */
+    _Atomic int64_t active;    /* HTTP requests begun and not yet completed */
+    _Atomic int admin_threads; /* load/unload threads running */
 
     _Atomic uint64_t codes[SRV_CODE_COUNT];
     _Atomic uint64_t bytes_in, bytes_out;
@@ -49,9 +57,9 @@ typedef struct srv_server {
 /* A reply body built by an endpoint. */
 typedef struct srv_reply {
     int status;
-    char *body;                   /* malloc'd, owned by the reply (NULL: empty body) */
+    char *body; /* malloc'd, owned by the reply (NULL: empty body) */
     size_t len;
-    const char *content_type;     /* NULL: application/json */
+    const char *content_type; /* NULL: application/json */
 } srv_reply;
 
 /* Fills R from an error (taking ownership of ST): {"error": message} and the mapped status. */

@@ -40,8 +40,8 @@ void srv_log_begin(srv_buf *b, const char *level, const char *event)
         cached_sec = ts.tv_sec;
     }
     unsigned ms = (unsigned)(ts.tv_nsec / 1000000);
-    char frac[5] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
-                    'Z', 0};
+    char frac[5] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z',
+                    0};
     b->len = 0;
     b->failed = false;
     srv_buf_puts(b, "{\"ts\":\"");
@@ -82,15 +82,15 @@ void srv_log_ms(srv_buf *b, const char *key, uint64_t ns)
     srv_buf_puts(b, "\":");
     srv_buf_u64(b, ns / 1000000u);
     unsigned us = (unsigned)(ns / 1000u % 1000u);
-    char frac[5] = {'.', (char)('0' + us / 100), (char)('0' + us / 10 % 10),
-                    (char)('0' + us % 10), 0};
+    char frac[5] = {'.', (char)('0' + us / 100), (char)('0' + us / 10 % 10), (char)('0' + us % 10),
+                    0};
     srv_buf_puts(b, frac);
 }
 
 /* Buffered mode: lines wait in PENDING until the flusher takes them. */
 #define FLUSH_INTERVAL_MS 20
-#define FLUSH_AT (64 * 1024)
-#define PENDING_MAX (4 * 1024 * 1024)
+#define FLUSH_AT          (64 * 1024)
+#define PENDING_MAX       (4 * 1024 * 1024)
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;

@@ -94,18 +94,17 @@ static void histogram(srv_buf *b, const char *name, const series *s, size_t n, i
         for (size_t k = 0; k < nb; k++)
             srv_buf_printf(b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"%g\"} %" PRIu64 "\n",
                            name, s[i].model, s[i].version, bounds[k], buckets[k]);
-        srv_buf_printf(b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
-                       name, s[i].model, s[i].version, count);
+        srv_buf_printf(b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name,
+                       s[i].model, s[i].version, count);
         srv_buf_printf(b, "%s_sum{model=\"%s\",version=\"%s\"} %.9g\n", name, s[i].model,
                        s[i].version, sum);
-        srv_buf_printf(b, "%s_count{model=\"%s\",version=\"%s\"} %" PRIu64 "\n", name,
-                       s[i].model, s[i].version, count);
+        srv_buf_printf(b, "%s_count{model=\"%s\",version=\"%s\"} %" PRIu64 "\n", name, s[i].model,
+                       s[i].version, count);
     }
 }
 
-#define EACH_MODEL(fmt, ...)                                                                    \
-    for (size_t i = 0; i < n; i++)                                                              \
-        srv_buf_printf(b, fmt, s[i].model, s[i].version, __VA_ARGS__);
+#define EACH_MODEL(fmt, ...)                                                                       \
+    for (size_t i = 0; i < n; i++) srv_buf_printf(b, fmt, s[i].model, s[i].version, __VA_ARGS__);
 
 void srv_ep_metrics(srv_server *srv, srv_reply *r)
 {
@@ -137,8 +136,9 @@ void srv_ep_metrics(srv_server *srv, srv_reply *r)
         for (int o = 0; o < RT_OUTCOME_COUNT; o++) {
             uint64_t v = s[i].st.requests[o];
             if (o == RT_OUTCOME_INVALID) v += s[i].refused;
-            srv_buf_printf(b, "ferry_inference_requests_total{model=\"%s\",version=\"%s\","
-                              "outcome=\"%s\"} %" PRIu64 "\n",
+            srv_buf_printf(b,
+                           "ferry_inference_requests_total{model=\"%s\",version=\"%s\","
+                           "outcome=\"%s\"} %" PRIu64 "\n",
                            s[i].model, s[i].version, rt_outcome_name((rt_outcome)o), v);
         }
     }

@@ -16,15 +16,15 @@
 #include <stdint.h>
 
 typedef struct srv_options {
-    const char *host;             /* address to bind: "127.0.0.1" (default), "0.0.0.0", "::" */
-    int port;                     /* 0: any free port (the start line says which) */
-    int threads;                  /* HTTP threads; 0: one per CPU */
-    size_t max_request_bytes;     /* largest inference body; larger gets 413 */
+    const char *host;              /* address to bind: "127.0.0.1" (default), "0.0.0.0", "::" */
+    int port;                      /* 0: any free port (the start line says which) */
+    int threads;                   /* HTTP threads; 0: one per CPU */
+    size_t max_request_bytes;      /* largest inference body; larger gets 413 */
     unsigned connection_timeout_s; /* idle connections (keep-alive, slow headers) are closed */
-    unsigned max_connections;     /* concurrent connections; more are refused */
-    unsigned drain_timeout_s;     /* on SIGTERM, how long in-flight requests may take */
-    bool access_log;              /* one JSON line per request on stderr */
-    rt_options runtime;           /* repository, control mode, instances ... */
+    unsigned max_connections;      /* concurrent connections; more are refused */
+    unsigned drain_timeout_s;      /* on SIGTERM, how long in-flight requests may take */
+    bool access_log;               /* one JSON line per request on stderr */
+    rt_options runtime;            /* repository, control mode, instances ... */
 } srv_options;
 
 /* Defaults for every field but runtime.repository. */

@@ -47,7 +47,7 @@
 /* A request's arena may take this multiple of its body (decoded JSON numbers are wider than
  * their text only for 8-byte types, at most 4x), plus a fixed allowance. */
 #define ARENA_FACTOR 4
-#define ARENA_SLACK (1u << 20)
+#define ARENA_SLACK  (1u << 20)
 /* libmicrohttpd's per-connection memory (headers, read and write buffers). It zeroes all of
  * it for every request, so it is kept small; bodies go to our own buffer in chunks anyway. */
 #define CONNECTION_MEMORY (8 * 1024)
@@ -76,12 +76,12 @@ static const struct {
     const char *name; /* for the access log */
     bool post;        /* POST, else GET (and HEAD) */
 } routes[EP_COUNT] = {
-    [EP_NOT_FOUND] = {"not_found", false},  [EP_LIVE] = {"health_live", false},
-    [EP_READY] = {"health_ready", false},   [EP_SERVER_META] = {"server_metadata", false},
-    [EP_MODEL_META] = {"model_metadata", false}, [EP_MODEL_READY] = {"model_ready", false},
-    [EP_MODEL_CONFIG] = {"model_config", false}, [EP_MODEL_STATS] = {"model_stats", false},
-    [EP_ALL_STATS] = {"model_stats", false}, [EP_INFER] = {"infer", true},
-    [EP_REPO_INDEX] = {"repository_index", true}, [EP_REPO_LOAD] = {"repository_load", true},
+    [EP_NOT_FOUND] = {"not_found", false},          [EP_LIVE] = {"health_live", false},
+    [EP_READY] = {"health_ready", false},           [EP_SERVER_META] = {"server_metadata", false},
+    [EP_MODEL_META] = {"model_metadata", false},    [EP_MODEL_READY] = {"model_ready", false},
+    [EP_MODEL_CONFIG] = {"model_config", false},    [EP_MODEL_STATS] = {"model_stats", false},
+    [EP_ALL_STATS] = {"model_stats", false},        [EP_INFER] = {"infer", true},
+    [EP_REPO_INDEX] = {"repository_index", true},   [EP_REPO_LOAD] = {"repository_load", true},
     [EP_REPO_UNLOAD] = {"repository_unload", true}, [EP_METRICS] = {"metrics", false},
 };
 
@@ -92,7 +92,7 @@ typedef struct srv_request {
     struct MHD_Connection *conn;
     uint64_t t_start;
     route ep;
-    int bad_status;                  /* router's verdict when it refused the request */
+    int bad_status; /* router's verdict when it refused the request */
     const char *bad_message;
     char path[256];
     char method[8];
@@ -103,7 +103,7 @@ typedef struct srv_request {
     /* Body */
     char *body;
     size_t body_len, body_cap, body_max;
-    int64_t header_len;              /* Inference-Header-Content-Length, or -1 */
+    int64_t header_len; /* Inference-Header-Content-Length, or -1 */
 
     /* Inference */
     rt_model *model_ref;
@@ -133,15 +133,24 @@ typedef struct srv_request {
 static int code_slot(int status)
 {
     switch (status) {
-    case 200: return SRV_CODE_200;
-    case 400: return SRV_CODE_400;
-    case 404: return SRV_CODE_404;
-    case 405: return SRV_CODE_405;
-    case 413: return SRV_CODE_413;
-    case 500: return SRV_CODE_500;
-    case 501: return SRV_CODE_501;
-    case 503: return SRV_CODE_503;
-    default: return SRV_CODE_OTHER;
+    case 200:
+        return SRV_CODE_200;
+    case 400:
+        return SRV_CODE_400;
+    case 404:
+        return SRV_CODE_404;
+    case 405:
+        return SRV_CODE_405;
+    case 413:
+        return SRV_CODE_413;
+    case 500:
+        return SRV_CODE_500;
+    case 501:
+        return SRV_CODE_501;
+    case 503:
+        return SRV_CODE_503;
+    default:
+        return SRV_CODE_OTHER;
     }
 }
 
@@ -307,11 +316,16 @@ static void route_request(srv_request *q, const char *url)
     if (n == i + 1) {
         const char *a = seg[i];
         size_t l = len[i];
-        if (seg_is(a, l, "infer")) ep = EP_INFER;
-        else if (seg_is(a, l, "ready")) ep = EP_MODEL_READY;
-        else if (seg_is(a, l, "config")) ep = EP_MODEL_CONFIG;
-        else if (seg_is(a, l, "stats")) ep = EP_MODEL_STATS;
-        else return;
+        if (seg_is(a, l, "infer"))
+            ep = EP_INFER;
+        else if (seg_is(a, l, "ready"))
+            ep = EP_MODEL_READY;
+        else if (seg_is(a, l, "config"))
+            ep = EP_MODEL_CONFIG;
+        else if (seg_is(a, l, "stats"))
+            ep = EP_MODEL_STATS;
+        else
+            return;
     }
     if (i == 3 && n >= 4 && seg_is(seg[3], len[3], "versions")) return; /* ".../versions" alone */
     q->ep = ep;
@@ -487,9 +501,10 @@ static enum MHD_Result finish_infer(srv_request *q)
     }
     size_t n = rt_request_output_count(rr);
     if (n != q->req.n_outputs)
-        return send_status(q, core_error(FERRY_ERR_INTERNAL, "the runtime returned %zu outputs, "
-                                                              "%zu were asked for", n,
-                                         q->req.n_outputs));
+        return send_status(q, core_error(FERRY_ERR_INTERNAL,
+                                         "the runtime returned %zu outputs, "
+                                         "%zu were asked for",
+                                         n, q->req.n_outputs));
     ferry_tensor_view *views = srv_arena_alloc(&q->arena, (n ? n : 1) * sizeof(*views), 16);
     if (!views) return send_status(q, core_error(FERRY_ERR_NO_MEMORY, "out of memory"));
     for (size_t i = 0; i < n; i++) {
@@ -601,26 +616,50 @@ static enum MHD_Result dispatch(srv_request *q)
     srv_reply r = {0};
     const char *version = q->version[0] ? q->version : NULL;
     switch (q->ep) {
-    case EP_INFER: return start_infer(q);
+    case EP_INFER:
+        return start_infer(q);
     case EP_REPO_LOAD:
-    case EP_REPO_UNLOAD: return start_admin(q);
+    case EP_REPO_UNLOAD:
+        return start_admin(q);
     case EP_LIVE:
-        if (rt_runtime_live(s->rt)) r = (srv_reply){200, NULL, 0, "text/plain"};
-        else srv_reply_message(&r, 400, "server is not live");
+        if (rt_runtime_live(s->rt))
+            r = (srv_reply){200, NULL, 0, "text/plain"};
+        else
+            srv_reply_message(&r, 400, "server is not live");
         break;
     case EP_READY:
-        if (srv_server_ready(s)) r = (srv_reply){200, NULL, 0, "text/plain"};
-        else srv_reply_message(&r, 400, "server is not ready");
+        if (srv_server_ready(s))
+            r = (srv_reply){200, NULL, 0, "text/plain"};
+        else
+            srv_reply_message(&r, 400, "server is not ready");
         break;
-    case EP_SERVER_META: srv_ep_server_metadata(s, &r); break;
-    case EP_MODEL_META: srv_ep_model_metadata(s, q->model, version, &r); break;
-    case EP_MODEL_READY: srv_ep_model_ready(s, q->model, version, &r); break;
-    case EP_MODEL_CONFIG: srv_ep_model_config(s, q->model, version, &r); break;
-    case EP_MODEL_STATS: srv_ep_model_stats(s, q->model, version, &r); break;
-    case EP_ALL_STATS: srv_ep_model_stats(s, NULL, NULL, &r); break;
-    case EP_REPO_INDEX: srv_ep_repository_index(s, q->body, q->body_len, &r); break;
-    case EP_METRICS: srv_ep_metrics(s, &r); break;
-    default: srv_reply_message(&r, 404, "not found"); break;
+    case EP_SERVER_META:
+        srv_ep_server_metadata(s, &r);
+        break;
+    case EP_MODEL_META:
+        srv_ep_model_metadata(s, q->model, version, &r);
+        break;
+    case EP_MODEL_READY:
+        srv_ep_model_ready(s, q->model, version, &r);
+        break;
+    case EP_MODEL_CONFIG:
+        srv_ep_model_config(s, q->model, version, &r);
+        break;
+    case EP_MODEL_STATS:
+        srv_ep_model_stats(s, q->model, version, &r);
+        break;
+    case EP_ALL_STATS:
+        srv_ep_model_stats(s, NULL, NULL, &r);
+        break;
+    case EP_REPO_INDEX:
+        srv_ep_repository_index(s, q->body, q->body_len, &r);
+        break;
+    case EP_METRICS:
+        srv_ep_metrics(s, &r);
+        break;
+    default:
+        srv_reply_message(&r, 404, "not found");
+        break;
     }
     return send_reply(q, &r);
 }
@@ -669,8 +708,10 @@ static enum MHD_Result begin(srv_request *q, const char *url, const char *method
     int64_t clen = header_int(q->conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (clen >= 0 && (uint64_t)clen > q->body_max) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "request body of %" PRId64 " bytes is larger than the limit "
-                 "of %zu bytes", clen, q->body_max);
+        snprintf(msg, sizeof(msg),
+                 "request body of %" PRId64 " bytes is larger than the limit "
+                 "of %zu bytes",
+                 clen, q->body_max);
         return send_message(q, 413, msg);
     }
     if (q->ep == EP_INFER) {
@@ -778,10 +819,10 @@ static void access_log(srv_request *q, enum MHD_RequestTerminationCode toe)
         if (addr[0]) srv_log_str(&b, "remote", addr);
     }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-        const char *why = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "timeout"
-                          : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client closed"
+        const char *why = toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "timeout"
+                          : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client closed"
                           : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
-                                                                           : "connection error";
+                                                                          : "connection error";
         srv_log_str(&b, "error", why);
     }
     srv_log_end(&b);
@@ -951,21 +992,17 @@ ferry_status *srv_run(const srv_options *opts)
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)opts->port, NULL, NULL, handler, s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, opts->connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-        MHD_OPTION_END);
+        flags, (uint16_t)opts->port, NULL, NULL, handler, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
+        s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)threads, MHD_OPTION_CONNECTION_TIMEOUT, opts->connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, opts->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONNECTION_MEMORY, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
     if (!s->daemon) {
         char where[128];
         format_address(&ss, opts->port, where, sizeof(where));
-        st = core_error(FERRY_ERR_IO, "cannot listen on %s (address in use, or not allowed)",
-                        where);
+        st =
+            core_error(FERRY_ERR_IO, "cannot listen on %s (address in use, or not allowed)", where);
         goto out;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -17,10 +17,10 @@
 #include <sys/stat.h>
 
 #define EXIT_UNSUPPORTED 77
-#define EXIT_BAD_DATA 78 /* reported as skipped, with its own status word */
-#define EXIT_RANDOM 79   /* passes, with its own status word: only type and shape compared */
-#define RTOL 1e-3
-#define ATOL 1e-7
+#define EXIT_BAD_DATA    78 /* reported as skipped, with its own status word */
+#define EXIT_RANDOM      79 /* passes, with its own status word: only type and shape compared */
+#define RTOL             1e-3
+#define ATOL             1e-7
 
 static bool json;
 static bool random_ops; /* the model draws random numbers: outputs are checked for shape */
@@ -30,9 +30,12 @@ static void json_str(const char *s)
 {
     putchar('"');
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", *s);
+        else
+            putchar(*s);
     }
     putchar('"');
 }
@@ -72,17 +75,27 @@ static int report(int code, const char *ops, const char *fmt, ...)
 static double value_at(const ferry_tensor_view *v, int64_t i)
 {
     switch (v->dtype) {
-    case FERRY_DTYPE_FLOAT: return ((const float *)v->data)[i];
-    case FERRY_DTYPE_DOUBLE: return ((const double *)v->data)[i];
+    case FERRY_DTYPE_FLOAT:
+        return ((const float *)v->data)[i];
+    case FERRY_DTYPE_DOUBLE:
+        return ((const double *)v->data)[i];
     case FERRY_DTYPE_BOOL:
-    case FERRY_DTYPE_UINT8: return ((const uint8_t *)v->data)[i];
-    case FERRY_DTYPE_INT8: return ((const int8_t *)v->data)[i];
-    case FERRY_DTYPE_UINT16: return ((const uint16_t *)v->data)[i];
-    case FERRY_DTYPE_INT16: return ((const int16_t *)v->data)[i];
-    case FERRY_DTYPE_INT32: return ((const int32_t *)v->data)[i];
-    case FERRY_DTYPE_UINT32: return ((const uint32_t *)v->data)[i];
-    case FERRY_DTYPE_INT64: return (double)((const int64_t *)v->data)[i];
-    case FERRY_DTYPE_UINT64: return (double)((const uint64_t *)v->data)[i];
+    case FERRY_DTYPE_UINT8:
+        return ((const uint8_t *)v->data)[i];
+    case FERRY_DTYPE_INT8:
+        return ((const int8_t *)v->data)[i];
+    case FERRY_DTYPE_UINT16:
+        return ((const uint16_t *)v->data)[i];
+    case FERRY_DTYPE_INT16:
+        return ((const int16_t *)v->data)[i];
+    case FERRY_DTYPE_INT32:
+        return ((const int32_t *)v->data)[i];
+    case FERRY_DTYPE_UINT32:
+        return ((const uint32_t *)v->data)[i];
+    case FERRY_DTYPE_INT64:
+        return (double)((const int64_t *)v->data)[i];
+    case FERRY_DTYPE_UINT64:
+        return (double)((const uint64_t *)v->data)[i];
     case FERRY_DTYPE_FLOAT16:
     case FERRY_DTYPE_BFLOAT16: {
         uint16_t h = ((const uint16_t *)v->data)[i];
@@ -98,7 +111,8 @@ static double value_at(const ferry_tensor_view *v, int64_t i)
         if (e == 31) return m ? NAN : s * INFINITY;
         return s * ldexp(m + 1024, e - 25);
     }
-    default: return NAN;
+    default:
+        return NAN;
     }
 }
 
@@ -146,8 +160,8 @@ static bool compare(const char *name, const ferry_tensor_view *got, const ferry_
         const char *const *a = got->data, *const *b = want->data;
         for (int64_t i = 0; i < n; i++)
             if (strcmp(a[i] ? a[i] : "", b[i] ? b[i] : "")) {
-                snprintf(why, size, "output '%s': element %lld is '%.60s', expected '%.60s'",
-                         name, (long long)i, a[i] ? a[i] : "", b[i]);
+                snprintf(why, size, "output '%s': element %lld is '%.60s', expected '%.60s'", name,
+                         (long long)i, a[i] ? a[i] : "", b[i]);
                 return false;
             }
         return true;
@@ -208,8 +222,8 @@ static int run_set(ferry_model *model, ferry_context *ctx, const char *set, cons
         ferry_status_free(ferry_model_input_info(model, i, &in_info));
         ferry_status *st = ferry_value_read_pb(path, in_info.dtype, &t);
         if (st) {
-            rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1,
-                        ops, "%s", ferry_status_message(st));
+            rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1, ops,
+                        "%s", ferry_status_message(st));
             ferry_status_free(st);
             goto out;
         }
@@ -260,8 +274,8 @@ static int run_set(ferry_model *model, ferry_context *ctx, const char *set, cons
         ferry_value_info info;
         ferry_model_output_info(model, o, &info);
         if ((st = ferry_value_read_pb(path, info.dtype, &want))) {
-            rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1,
-                        ops, "%s", ferry_status_message(st));
+            rc = report(ferry_status_code(st) == FERRY_ERR_UNSUPPORTED ? EXIT_UNSUPPORTED : 1, ops,
+                        "%s", ferry_status_message(st));
             ferry_status_free(st);
             goto out;
         }
@@ -327,9 +341,9 @@ int main(int argc, char **argv)
         if (!strstr(padded, pat) && strlen(ops) + strlen(op) + 2 < sizeof(ops))
             snprintf(ops + strlen(ops), sizeof(ops) - strlen(ops), "%s%s", *ops ? " " : "", op);
     }
-    static const char *const random_names[] = {"RandomUniform", "RandomNormal",
+    static const char *const random_names[] = {"RandomUniform",     "RandomNormal",
                                                "RandomUniformLike", "RandomNormalLike",
-                                               "Bernoulli", "Multinomial"};
+                                               "Bernoulli",         "Multinomial"};
     for (size_t k = 0; k < ferry_model_node_count(model); k++)
         for (size_t r = 0; r < sizeof(random_names) / sizeof(random_names[0]); r++)
             if (!strcmp(ferry_model_node_op(model, k), random_names[r])) random_ops = true;
@@ -356,11 +370,13 @@ int main(int argc, char **argv)
         sets++;
     }
     if (rc == 0) {
-        if (sets == 0) rc = report(1, ops, "no test_data_set_* folders");
+        if (sets == 0)
+            rc = report(1, ops, "no test_data_set_* folders");
         else if (random_ops)
-            report(EXIT_RANDOM, ops, "random values: type and shape checked in %d data set%s",
-                   sets, sets == 1 ? "" : "s");
-        else report(0, ops, "%d data set%s", sets, sets == 1 ? "" : "s");
+            report(EXIT_RANDOM, ops, "random values: type and shape checked in %d data set%s", sets,
+                   sets == 1 ? "" : "s");
+        else
+            report(0, ops, "%d data set%s", sets, sets == 1 ? "" : "s");
     }
     ferry_context_destroy(ctx);
     ferry_model_close(model);

@@ -35,7 +35,8 @@ static void field_ends(const uint8_t *d, size_t n, uint8_t *is_end)
         }
         unsigned wire = key & 7;
         if (wire == 0) {
-            while (p < n && (d[p++] & 0x80)) {}
+            while (p < n && (d[p++] & 0x80)) {
+            }
         } else if (wire == 1) {
             p += 8;
         } else if (wire == 5) {
@@ -90,7 +91,8 @@ int main(int argc, char **argv)
             ferry_code code = fuzz_model_once(t, cut);
             free(t);
             truncations++;
-            if (code != FERRY_OK) rejected++;
+            if (code != FERRY_OK)
+                rejected++;
             else if (!ends[cut]) {
                 fprintf(stderr, "%s truncated to %zu bytes was accepted\n", argv[a], cut);
                 failures++;
@@ -103,10 +105,18 @@ int main(int argc, char **argv)
             for (int e = 0; e < edits; e++) {
                 size_t pos = next_rand() % n;
                 switch (next_rand() % 4) {
-                case 0: buf[pos] = (uint8_t)next_rand(); break;
-                case 1: buf[pos] ^= (uint8_t)(1u << (next_rand() % 8)); break;
-                case 2: buf[pos] = 0xff; break;
-                default: buf[pos] = (uint8_t)(next_rand() % 16); break;
+                case 0:
+                    buf[pos] = (uint8_t)next_rand();
+                    break;
+                case 1:
+                    buf[pos] ^= (uint8_t)(1u << (next_rand() % 8));
+                    break;
+                case 2:
+                    buf[pos] = 0xff;
+                    break;
+                default:
+                    buf[pos] = (uint8_t)(next_rand() % 16);
+                    break;
                 }
             }
             uint8_t *t = malloc(n);

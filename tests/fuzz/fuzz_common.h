@@ -34,8 +34,10 @@ static inline ferry_code fuzz_model_once(const uint8_t *data, size_t size)
         if (info.rank < 0 || !esize) runnable = false;
         int64_t count = 1;
         for (int d = 0; runnable && d < info.rank; d++) {
-            if (info.dims[d] < 0 || info.dims[d] > 4096) runnable = false;
-            else count *= info.dims[d];
+            if (info.dims[d] < 0 || info.dims[d] > 4096)
+                runnable = false;
+            else
+                count *= info.dims[d];
             if (count > (1 << 20)) runnable = false;
         }
         if (!runnable) break;

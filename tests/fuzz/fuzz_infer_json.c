@@ -18,12 +18,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const srv_tensor_spec mlp_in[] = {{"x", FERRY_DTYPE_FLOAT, 2, {-1, 4}, false}};
 static const srv_tensor_spec all_in[] = {
-    {"b", FERRY_DTYPE_BOOL, 1, {-1}, false},     {"i8", FERRY_DTYPE_INT8, 1, {-1}, true},
-    {"i16", FERRY_DTYPE_INT16, 1, {-1}, true},   {"i32", FERRY_DTYPE_INT32, 1, {-1}, true},
-    {"i64", FERRY_DTYPE_INT64, 1, {-1}, true},   {"u8", FERRY_DTYPE_UINT8, 1, {-1}, true},
-    {"u16", FERRY_DTYPE_UINT16, 1, {-1}, true},  {"u32", FERRY_DTYPE_UINT32, 1, {-1}, true},
-    {"u64", FERRY_DTYPE_UINT64, 1, {-1}, true},  {"f16", FERRY_DTYPE_FLOAT16, 1, {-1}, true},
-    {"f32", FERRY_DTYPE_FLOAT, 1, {-1}, true},   {"f64", FERRY_DTYPE_DOUBLE, 1, {-1}, true},
+    {"b", FERRY_DTYPE_BOOL, 1, {-1}, false},       {"i8", FERRY_DTYPE_INT8, 1, {-1}, true},
+    {"i16", FERRY_DTYPE_INT16, 1, {-1}, true},     {"i32", FERRY_DTYPE_INT32, 1, {-1}, true},
+    {"i64", FERRY_DTYPE_INT64, 1, {-1}, true},     {"u8", FERRY_DTYPE_UINT8, 1, {-1}, true},
+    {"u16", FERRY_DTYPE_UINT16, 1, {-1}, true},    {"u32", FERRY_DTYPE_UINT32, 1, {-1}, true},
+    {"u64", FERRY_DTYPE_UINT64, 1, {-1}, true},    {"f16", FERRY_DTYPE_FLOAT16, 1, {-1}, true},
+    {"f32", FERRY_DTYPE_FLOAT, 1, {-1}, true},     {"f64", FERRY_DTYPE_DOUBLE, 1, {-1}, true},
     {"bf16", FERRY_DTYPE_BFLOAT16, 1, {-1}, true},
 };
 static const srv_tensor_spec cube_in[] = {{"x", FERRY_DTYPE_INT32, 3, {2, -1, 3}, false},
@@ -62,8 +62,10 @@ static void one(const srv_model_sig *sig, const char *body, size_t size)
      * when the request left that optional input out. */
     for (size_t i = 0; i < req.n_outputs; i++) {
         size_t idx = req.outputs[i].index;
-        if (req.given[idx]) outs[i] = req.inputs[idx];
-        else outs[i] = (ferry_tensor_view){sig->outputs[idx].dtype, 1, {0}, outs};
+        if (req.given[idx])
+            outs[i] = req.inputs[idx];
+        else
+            outs[i] = (ferry_tensor_view){sig->outputs[idx].dtype, 1, {0}, outs};
     }
     srv_buf json = {.max = (size_t)1 << 28};
     st = srv_encode_infer(sig, &req, "m", "1", outs, &json);

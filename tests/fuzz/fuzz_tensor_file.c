@@ -8,8 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const names[] = {"/tmp/ferry-fuzz-tensor.npy",
-                                        "/tmp/ferry-fuzz-tensor.pb"};
+    static const char *const names[] = {"/tmp/ferry-fuzz-tensor.npy", "/tmp/ferry-fuzz-tensor.pb"};
     for (int i = 0; i < 2; i++) {
         FILE *f = fopen(names[i], "wb");
         if (!f) return 0;

@@ -73,13 +73,17 @@ static inline void pbw_value_info(pbw *w, unsigned field, const char *name, int 
     pbw shape = {0}, tt = {0}, type = {0}, vi = {0};
     for (int i = 0; i < rank; i++) {
         pbw dim = {0};
-        if (dims[i] >= 0) pbw_int(&dim, 1, dims[i]);
-        else pbw_str(&dim, 2, "N");
+        if (dims[i] >= 0)
+            pbw_int(&dim, 1, dims[i]);
+        else
+            pbw_str(&dim, 2, "N");
         pbw_msg(&shape, 1, &dim);
     }
     pbw_int(&tt, 1, dtype);
-    if (rank >= 0) pbw_msg(&tt, 2, &shape);
-    else free(shape.d);
+    if (rank >= 0)
+        pbw_msg(&tt, 2, &shape);
+    else
+        free(shape.d);
     pbw_msg(&type, 1, &tt);
     pbw_str(&vi, 1, name);
     pbw_msg(&vi, 2, &type);
@@ -87,8 +91,8 @@ static inline void pbw_value_info(pbw *w, unsigned field, const char *name, int 
 }
 
 /* NodeProto with up to 4 inputs and 2 outputs (NULL-terminated lists). */
-static inline void pbw_node(pbw *w, const char *op, const char *const *ins,
-                            const char *const *outs, const char *name)
+static inline void pbw_node(pbw *w, const char *op, const char *const *ins, const char *const *outs,
+                            const char *name)
 {
     pbw n = {0};
     for (int i = 0; ins && ins[i]; i++) pbw_str(&n, 1, ins[i]);

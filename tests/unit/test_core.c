@@ -107,7 +107,8 @@ static void pb_reads_fields_and_rejects_truncation(void **state)
     for (size_t cut = 1; cut < sizeof(msg); cut++) {
         if (cut == 3 || cut == 7) continue; /* field boundaries */
         r = pb_init(msg, cut);
-        while (pb_next(&r, &f)) {}
+        while (pb_next(&r, &f)) {
+        }
         assert_true(r.failed);
     }
     /* A length that points past the end, a group wire type, field number 0. */
@@ -119,7 +120,8 @@ static void pb_reads_fields_and_rejects_truncation(void **state)
     size_t lens[] = {sizeof(bad1), sizeof(bad2), sizeof(bad3), sizeof(bad4)};
     for (int i = 0; i < 4; i++) {
         r = pb_init(bads[i], lens[i]);
-        while (pb_next(&r, &f)) {}
+        while (pb_next(&r, &f)) {
+        }
         assert_true(r.failed);
     }
 }

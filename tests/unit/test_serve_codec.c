@@ -63,9 +63,10 @@ static void expect_error(fixture *f, const srv_model_sig *sig, const char *json,
 static void decodes_flat_json(void **state)
 {
     fixture *f = *state;
-    ferry_status *st = decode(f, &mlp,
-        "{\"id\":\"r1\",\"inputs\":[{\"name\":\"x\",\"shape\":[2,4],\"datatype\":\"FP32\","
-        "\"data\":[1,2.5,-3e2,0.125, 5,6,7,8]}]}");
+    ferry_status *st =
+        decode(f, &mlp,
+               "{\"id\":\"r1\",\"inputs\":[{\"name\":\"x\",\"shape\":[2,4],\"datatype\":\"FP32\","
+               "\"data\":[1,2.5,-3e2,0.125, 5,6,7,8]}]}");
     assert_null(st);
     assert_string_equal(f->req.id, "r1");
     assert_int_equal(f->req.n_inputs, 1);
@@ -90,7 +91,8 @@ static void decodes_nested_json_and_any_field_order(void **state)
 {
     fixture *f = *state;
     /* data before shape and datatype: decoded once the shape is known. */
-    ferry_status *st = decode(f, &mlp,
+    ferry_status *st = decode(
+        f, &mlp,
         "{ \"inputs\" : [ { \"data\" : [ [1, 2, 3, 4], [5, 6, 7, 8] ], \"datatype\":\"FP32\","
         " \"shape\": [2, 4], \"name\": \"x\", \"extra\": {\"a\": [null, true]} } ],"
         " \"unknown\": 1 }");
@@ -185,10 +187,11 @@ static void refuses_bad_requests_with_clear_messages(void **state)
          "\"parameters\":{\"shared_memory_region\":\"r\"}}]}",
          FERRY_ERR_UNSUPPORTED, "shared memory"},
         {"{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
-         "\"outputs\":[{\"name\":\"nope\"}]}", FERRY_ERR_INVALID_ARGUMENT, "unknown output 'nope'"},
+         "\"outputs\":[{\"name\":\"nope\"}]}",
+         FERRY_ERR_INVALID_ARGUMENT, "unknown output 'nope'"},
         {"{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
-         "\"outputs\":[{\"name\":\"y\"},{\"name\":\"y\"}]}", FERRY_ERR_INVALID_ARGUMENT,
-         "requested twice"},
+         "\"outputs\":[{\"name\":\"y\"},{\"name\":\"y\"}]}",
+         FERRY_ERR_INVALID_ARGUMENT, "requested twice"},
         {"{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
          "\"outputs\":[{\"name\":\"y\",\"parameters\":{\"classification\":2}}]}",
          FERRY_ERR_UNSUPPORTED, "classification"},
@@ -287,8 +290,7 @@ static void decodes_every_json_datatype(void **state)
     const uint16_t u16[] = {65535};
     check_dtype(f, FERRY_DTYPE_UINT16, "UINT16", "[65535]", 1, u16, "[65536]", "out of range");
     const uint32_t u32[] = {4294967295u};
-    check_dtype(f, FERRY_DTYPE_UINT32, "UINT32", "[4294967295]", 1, u32, "[1e3]",
-                "not an integer");
+    check_dtype(f, FERRY_DTYPE_UINT32, "UINT32", "[4294967295]", 1, u32, "[1e3]", "not an integer");
     const uint64_t u64[] = {UINT64_MAX, 0};
     check_dtype(f, FERRY_DTYPE_UINT64, "UINT64", "[18446744073709551615,-0]", 2, u64,
                 "[18446744073709551616]", "out of range");
@@ -296,8 +298,8 @@ static void decodes_every_json_datatype(void **state)
     check_dtype(f, FERRY_DTYPE_FLOAT, "FP32", "[0.1,-2.5e-3,3.4028234e38,1e-45]", 4, f32, "[true]",
                 "not a number");
     const double f64[] = {0.1, 1.7976931348623157e308, 4.9e-324, -0.0};
-    check_dtype(f, FERRY_DTYPE_DOUBLE, "FP64", "[0.1,1.7976931348623157e308,4.9e-324,-0.0]", 4,
-                f64, "[1e309]", "out of range");
+    check_dtype(f, FERRY_DTYPE_DOUBLE, "FP64", "[0.1,1.7976931348623157e308,4.9e-324,-0.0]", 4, f64,
+                "[1e309]", "out of range");
     const uint16_t f16[] = {core_float_to_half(1.5f), core_float_to_half(-0.1f),
                             core_float_to_half(65504.0f)};
     check_dtype(f, FERRY_DTYPE_FLOAT16, "FP16", "[1.5,-0.1,65504]", 3, f16, "[70000]",
@@ -316,8 +318,10 @@ static void numbers_round_trip_exactly(void **state)
     float fv[N];
     double dv[N];
     srv_buf json = {0};
-    srv_buf_printf(&json, "{\"inputs\":[{\"name\":\"f\",\"shape\":[%d],\"datatype\":\"FP32\","
-                          "\"data\":[", N);
+    srv_buf_printf(&json,
+                   "{\"inputs\":[{\"name\":\"f\",\"shape\":[%d],\"datatype\":\"FP32\","
+                   "\"data\":[",
+                   N);
     srand(7);
     for (int i = 0; i < N; i++) {
         double mag = pow(10.0, (rand() % 60) - 30);
@@ -390,7 +394,8 @@ static void decodes_binary_tensors_in_place(void **state)
 static void binary_output_defaults_follow_request_parameter(void **state)
 {
     fixture *f = *state;
-    ferry_status *st = decode(f, &mlp,
+    ferry_status *st = decode(
+        f, &mlp,
         "{\"outputs\":[{\"name\":\"y\"},{\"name\":\"z\",\"parameters\":{\"binary_data\":false}}],"
         "\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}],"
         "\"parameters\":{\"binary_data_output\":true,\"timeout\":5000,\"custom\":\"v\"}}");
@@ -425,7 +430,8 @@ static void decodes_raw_binary_body(void **state)
 static void decodes_escaped_strings(void **state)
 {
     fixture *f = *state;
-    ferry_status *st = decode(f, &mlp,
+    ferry_status *st = decode(
+        f, &mlp,
         "{\"id\":\"a\\\"b\\\\c\\/\\u00e9\\ud83d\\ude00\\ud800\",\"inputs\":[{\"name\":\"\\u0078\","
         "\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}");
     if (st) fail_msg("%s", ferry_status_message(st));
@@ -435,11 +441,12 @@ static void decodes_escaped_strings(void **state)
 static void encodes_responses(void **state)
 {
     fixture *f = *state;
-    ferry_status *st = decode(f, &mlp,
-        "{\"id\":\"q\\\"1\",\"outputs\":[{\"name\":\"y\"},{\"name\":\"z\",\"parameters\":"
-        "{\"binary_data\":true}}],\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],"
-        "\"datatype\":\"FP32\","
-        "\"data\":[1,2,3,4]}]}");
+    ferry_status *st =
+        decode(f, &mlp,
+               "{\"id\":\"q\\\"1\",\"outputs\":[{\"name\":\"y\"},{\"name\":\"z\",\"parameters\":"
+               "{\"binary_data\":true}}],\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],"
+               "\"datatype\":\"FP32\","
+               "\"data\":[1,2,3,4]}]}");
     assert_null(st);
     float y[2] = {0.1f, NAN};
     int64_t z[1] = {-7};
@@ -448,7 +455,8 @@ static void encodes_responses(void **state)
     st = srv_encode_infer(&mlp, &f->req, "mlp", "3", outs, &json);
     assert_null(st);
     srv_buf_putc(&json, 0);
-    assert_string_equal(json.data,
+    assert_string_equal(
+        json.data,
         "{\"model_name\":\"mlp\",\"model_version\":\"3\",\"id\":\"q\\\"1\",\"outputs\":["
         "{\"name\":\"y\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[0.100000001,null]},"
         "{\"name\":\"z\",\"datatype\":\"INT64\",\"shape\":[1],\"parameters\":"
@@ -551,7 +559,7 @@ static void arena_and_buffer_limits(void **state)
     assert_non_null(p);
     assert_true((uintptr_t)p % 16 == 0);
     assert_non_null(srv_arena_alloc(&a, 50000, 64));
-    assert_null(srv_arena_alloc(&a, 60000, 8)); /* over the limit */
+    assert_null(srv_arena_alloc(&a, 60000, 8));   /* over the limit */
     assert_non_null(srv_arena_alloc(&a, 100, 8)); /* still usable */
     srv_arena_release(&a);
 

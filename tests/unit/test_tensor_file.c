@@ -34,8 +34,8 @@ static ferry_status *read_named(const char *name, ferry_tensor **t)
 static void npy_round_trip_every_dtype(void **state)
 {
     (void)state;
-    const ferry_dtype types[] = {FERRY_DTYPE_FLOAT, FERRY_DTYPE_DOUBLE, FERRY_DTYPE_INT64,
-                                 FERRY_DTYPE_INT32, FERRY_DTYPE_UINT8,  FERRY_DTYPE_INT8,
+    const ferry_dtype types[] = {FERRY_DTYPE_FLOAT, FERRY_DTYPE_DOUBLE,  FERRY_DTYPE_INT64,
+                                 FERRY_DTYPE_INT32, FERRY_DTYPE_UINT8,   FERRY_DTYPE_INT8,
                                  FERRY_DTYPE_BOOL,  FERRY_DTYPE_FLOAT16, FERRY_DTYPE_UINT16};
     uint8_t data[64 * 8];
     for (size_t i = 0; i < sizeof(data); i++) data[i] = (uint8_t)(i * 7 % 2);
@@ -162,8 +162,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *names[] = {"t.npy", "ok.npy", "short.npy", "hdr.npy", "magic.npy", "f.npy",
-                           "be.npy", "neg.npy", "t.pb", "cut.pb"};
+    const char *names[] = {"t.npy", "ok.npy", "short.npy", "hdr.npy", "magic.npy",
+                           "f.npy", "be.npy", "neg.npy",   "t.pb",    "cut.pb"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[256];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);

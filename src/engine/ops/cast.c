@@ -260,7 +260,6 @@ static void copy_tensor(eng_tensor *out, const eng_tensor *in)
     if (n && out->data != in->data) memmove(out->data, in->data, n);
 }
 
-
 /* ---------------------------------------------------------------------------------------
  * Cast and CastLike
  * ------------------------------------------------------------------------------------- */
@@ -313,8 +312,7 @@ static ferry_status *cast_to_infer(eng_op_call *c, ferry_dtype to)
     bool strings = x->dtype == FERRY_DTYPE_STRING || to == FERRY_DTYPE_STRING;
     if (!castable(x->dtype) && !(strings && x->dtype == FERRY_DTYPE_STRING))
         return eng_bad_dtype("input", x->dtype);
-    if (!castable(to) && !(strings && to == FERRY_DTYPE_STRING))
-        return eng_bad_dtype("target", to);
+    if (!castable(to) && !(strings && to == FERRY_DTYPE_STRING)) return eng_bad_dtype("target", to);
     eng_same_shape(c->out[0], x);
     c->out[0]->dtype = to;
     return NULL;
@@ -382,8 +380,10 @@ static ferry_status *cast_strings(eng_op_call *c)
         if (end == text)
             return core_error(FERRY_ERR_RUNTIME, "cannot cast '%.40s' to %s", text,
                               ferry_dtype_name(y->dtype));
-        if (core_dtype_is_float(y->dtype) || v != v) core_store_f64(y->dtype, y->data, i, v);
-        else core_store_i64(y->dtype, y->data, i, strtoll(text, NULL, 10));
+        if (core_dtype_is_float(y->dtype) || v != v)
+            core_store_f64(y->dtype, y->data, i, v);
+        else
+            core_store_i64(y->dtype, y->data, i, strtoll(text, NULL, 10));
     }
     return NULL;
 }

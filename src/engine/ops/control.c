@@ -92,8 +92,8 @@ static ferry_status *carried_update(carried *c, const eng_plan *plan, const int 
 {
     int next = c->cur ^ 1;
     for (int i = 0; i < c->count; i++) {
-        ferry_status *st = eng_copy_value(&c->pools[next], eng_plan_value(plan, outs[i]),
-                                          &c->values[i]);
+        ferry_status *st =
+            eng_copy_value(&c->pools[next], eng_plan_value(plan, outs[i]), &c->values[i]);
         if (st) return st;
     }
     core_pool_release(&c->pools[c->cur]);
@@ -147,12 +147,13 @@ static ferry_status *graph_attr_init(const eng_node *n, int opset, void **state)
     (void)opset;
     (void)state;
     const char *names[3] = {NULL, NULL, NULL};
-    if (!strcmp(eng_node_op_type(n), "If")) names[0] = "then_branch", names[1] = "else_branch";
-    else names[0] = "body";
+    if (!strcmp(eng_node_op_type(n), "If"))
+        names[0] = "then_branch", names[1] = "else_branch";
+    else
+        names[0] = "body";
     for (int i = 0; names[i]; i++)
         if (!eng_node_subgraph(n, names[i]))
-            return core_error(FERRY_ERR_INVALID_MODEL, "graph attribute '%s' is missing",
-                              names[i]);
+            return core_error(FERRY_ERR_INVALID_MODEL, "graph attribute '%s' is missing", names[i]);
     return NULL;
 }
 
@@ -249,7 +250,8 @@ static ferry_status *loop_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
     int64_t max_trips = MAX_ITERATIONS;
     bool bounded = false;
     if (ins[0]) {
-        if (eng_numel(ins[0]) != 1) return core_error(FERRY_ERR_INVALID_ARGUMENT, "M must be a scalar");
+        if (eng_numel(ins[0]) != 1)
+            return core_error(FERRY_ERR_INVALID_ARGUMENT, "M must be a scalar");
         max_trips = core_load_i64(ins[0]->dtype, ins[0]->data, 0);
         bounded = true;
     }
@@ -297,8 +299,7 @@ static ferry_status *loop_eval(const eng_node *n, eng_tensor **ins, int n_ins, e
         cond = truth(c);
         if ((st = carried_update(&state, plan, g->outputs + 1))) goto out;
         for (int s = 0; s < n_scan; s++)
-            if ((st = stack_push(&scans[s], eng_plan_value(plan, g->outputs[1 + k + s]))))
-                goto out;
+            if ((st = stack_push(&scans[s], eng_plan_value(plan, g->outputs[1 + k + s])))) goto out;
     }
     for (int i = 0; i < k; i++)
         if (outs[i] && (st = copy_to_pool(pool, &state.values[i], outs[i]))) goto out;
@@ -330,8 +331,8 @@ static ferry_status *read_axes(const eng_node *n, const char *name, int count, i
     for (int i = 0; i < count; i++) out[i] = 0;
     if (!v) return NULL;
     if ((int)len != count)
-        return core_error(FERRY_ERR_INVALID_MODEL, "attribute %s has %zu values, expected %d",
-                          name, len, count);
+        return core_error(FERRY_ERR_INVALID_MODEL, "attribute %s has %zu values, expected %d", name,
+                          len, count);
     for (int i = 0; i < count; i++) out[i] = v[i];
     return NULL;
 }
@@ -355,14 +356,14 @@ static void take_slice(const eng_tensor *src, int axis, int64_t t, eng_tensor *d
     dst->rank = r;
     for (int d = 0; d < r; d++) dst->dims[d] = dims[d];
     size_t esz = ferry_dtype_size(src->dtype);
-    eng_copy_strided(dst->data, (const uint8_t *)src->data + (size_t)(t * strides[axis]) * esz,
-                     esz, r, dims, st);
+    eng_copy_strided(dst->data, (const uint8_t *)src->data + (size_t)(t * strides[axis]) * esz, esz,
+                     r, dims, st);
 }
 
 /* The scan itself: INS holds the node's inputs (states from FIRST, then M scan inputs, then
  * the captures at their usual place); axes have been read from the attributes. */
-static ferry_status *scan_core(const eng_node *n, const ferry_model *g, eng_tensor **ins,
-                               int first, int n_state, int m, int n_scan_out, int64_t *in_axes,
+static ferry_status *scan_core(const eng_node *n, const ferry_model *g, eng_tensor **ins, int first,
+                               int n_state, int m, int n_scan_out, int64_t *in_axes,
                                const int64_t *in_dirs, const int64_t *out_axes,
                                const int64_t *out_dirs, eng_tensor **outs, core_pool *pool)
 {
@@ -518,9 +519,8 @@ static ferry_status *sequence_map_eval(const eng_node *n, eng_tensor **ins, int 
         if ((st = bind_inputs(n, "body", g, ins, formal, n_formal, inputs))) goto out;
         if ((st = run_graph(g, inputs, &plan))) goto out;
         for (int o = 0; o < n->n_out; o++)
-            if (outs[o] &&
-                (st = eng_copy_value(pool, eng_plan_value(plan, g->outputs[o]),
-                                     &((eng_tensor *)outs[o]->data)[t])))
+            if (outs[o] && (st = eng_copy_value(pool, eng_plan_value(plan, g->outputs[o]),
+                                                &((eng_tensor *)outs[o]->data)[t])))
                 goto out;
     }
 out:
@@ -629,8 +629,8 @@ static ferry_status *scan8_eval(const eng_node *n, eng_tensor **ins, int n_ins, 
         for (int o = 0; o < n->n_out; o++) part_ptrs[o] = &parts[b * n->n_out + o];
         for (int j = 0; j < n_scan_out; j++) axes[j] = 0;
         int64_t in_axes[MAX_IO] = {0};
-        if ((st = scan_core(n, g, sub_ins, 1, n_state, m, n_scan_out, in_axes, in_dirs, axes,
-                            zeros, part_ptrs, &tmp)))
+        if ((st = scan_core(n, g, sub_ins, 1, n_state, m, n_scan_out, in_axes, in_dirs, axes, zeros,
+                            part_ptrs, &tmp)))
             goto out;
     }
     /* Stack entry results: states [batch, ...], scan outputs [batch, max_len, ...]. */
@@ -678,16 +678,41 @@ static ferry_status *no_infer(eng_op_call *call)
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "If", .since_version = 1, .init = graph_attr_init, .infer = no_infer,
-     .run = no_infer, .eval = if_eval},
-    {.domain = "", .name = "Loop", .since_version = 1, .init = graph_attr_init,
-     .infer = no_infer, .run = no_infer, .eval = loop_eval},
-    {.domain = "", .name = "Scan", .since_version = 8, .init = graph_attr_init,
-     .infer = no_infer, .run = no_infer, .eval = scan8_eval},
-    {.domain = "", .name = "Scan", .since_version = 9, .init = graph_attr_init,
-     .infer = no_infer, .run = no_infer, .eval = scan_eval},
-    {.domain = "", .name = "SequenceMap", .since_version = 17, .init = graph_attr_init,
-     .infer = no_infer, .run = no_infer, .eval = sequence_map_eval},
+    {.domain = "",
+     .name = "If",
+     .since_version = 1,
+     .init = graph_attr_init,
+     .infer = no_infer,
+     .run = no_infer,
+     .eval = if_eval},
+    {.domain = "",
+     .name = "Loop",
+     .since_version = 1,
+     .init = graph_attr_init,
+     .infer = no_infer,
+     .run = no_infer,
+     .eval = loop_eval},
+    {.domain = "",
+     .name = "Scan",
+     .since_version = 8,
+     .init = graph_attr_init,
+     .infer = no_infer,
+     .run = no_infer,
+     .eval = scan8_eval},
+    {.domain = "",
+     .name = "Scan",
+     .since_version = 9,
+     .init = graph_attr_init,
+     .infer = no_infer,
+     .run = no_infer,
+     .eval = scan_eval},
+    {.domain = "",
+     .name = "SequenceMap",
+     .since_version = 17,
+     .init = graph_attr_init,
+     .infer = no_infer,
+     .run = no_infer,
+     .eval = sequence_map_eval},
 };
 
 const eng_op_table eng_ops_control = {ops, sizeof(ops) / sizeof(ops[0])};

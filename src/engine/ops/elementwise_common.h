@@ -53,9 +53,9 @@ typedef void (*map_fn)(void *out, const void *in, int64_t n, const void *p);
     X(A, UINT16, uint16_t, u16, u16, ID, ID)                                                       \
     X(A, UINT32, uint32_t, u32, u32, ID, ID)                                                       \
     X(A, UINT64, uint64_t, u64, u64, ID, ID)
-#define BOOL_TYPE(X, A) X(A, BOOL, uint8_t, b, b, ID, ID)
-#define INT_TYPES(X, A) SINT_TYPES(X, A) UINT_TYPES(X, A)
-#define NUM_TYPES(X, A) FLOAT_TYPES(X, A) INT_TYPES(X, A)
+#define BOOL_TYPE(X, A)    X(A, BOOL, uint8_t, b, b, ID, ID)
+#define INT_TYPES(X, A)    SINT_TYPES(X, A) UINT_TYPES(X, A)
+#define NUM_TYPES(X, A)    FLOAT_TYPES(X, A) INT_TYPES(X, A)
 #define SIGNED_TYPES(X, A) FLOAT_TYPES(X, A) SINT_TYPES(X, A)
 
 #define CT_f   float

@@ -65,8 +65,10 @@ static ferry_status *gs_init(const eng_node *node, int opset, void **state)
     else if (!strcmp(mode, cubic))
         a.mode = GS_BICUBIC;
     else
-        return core_error(FERRY_ERR_INVALID_MODEL, "attribute mode must be %s, nearest or %s, "
-                          "got '%s'", linear, cubic, mode);
+        return core_error(FERRY_ERR_INVALID_MODEL,
+                          "attribute mode must be %s, nearest or %s, "
+                          "got '%s'",
+                          linear, cubic, mode);
     const char *pad = eng_attr_string(node, "padding_mode", "zeros");
     if (!strcmp(pad, "zeros"))
         a.pad = GS_ZEROS;
@@ -99,8 +101,7 @@ static ferry_status *gs_check(const eng_op_call *call)
     if (!is_real(grid->dtype)) return eng_bad_dtype("input grid", grid->dtype);
     char s1[128], s2[128];
     if (x->rank != 4)
-        return core_error(FERRY_ERR_UNSUPPORTED,
-                          "only 4-D X [N, C, H, W] is supported, got %s",
+        return core_error(FERRY_ERR_UNSUPPORTED, "only 4-D X [N, C, H, W] is supported, got %s",
                           eng_shape_str(x, s1, sizeof(s1)));
     if (grid->rank != 4 || grid->dims[0] != x->dims[0] || grid->dims[3] != 2)
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
@@ -279,8 +280,15 @@ static ferry_status *gs_run(eng_op_call *call)
     if (err) return err;
     const gs_attrs *a = call->state;
     const eng_tensor *x = call->in[0], *grid = call->in[1];
-    gs_job j = {.a = a, .x = x, .grid = grid, .y = call->out[0], .c = x->dims[1],
-                .h = x->dims[2], .w = x->dims[3], .ho = grid->dims[1], .wo = grid->dims[2]};
+    gs_job j = {.a = a,
+                .x = x,
+                .grid = grid,
+                .y = call->out[0],
+                .c = x->dims[1],
+                .h = x->dims[2],
+                .w = x->dims[3],
+                .ho = grid->dims[1],
+                .wo = grid->dims[2]};
     int64_t rows = x->dims[0] * j.ho;
     if (rows == 0 || j.wo == 0 || j.c == 0) return NULL;
     if (j.h == 0 || j.w == 0) {
@@ -300,8 +308,13 @@ static ferry_status *gs_run(eng_op_call *call)
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "GridSample", .since_version = 16, .init = gs_init, .fini = free,
-     .infer = gs_infer, .run = gs_run},
+    {.domain = "",
+     .name = "GridSample",
+     .since_version = 16,
+     .init = gs_init,
+     .fini = free,
+     .infer = gs_infer,
+     .run = gs_run},
 };
 
 const eng_op_table eng_ops_grid = {ops, sizeof(ops) / sizeof(ops[0])};

@@ -84,19 +84,29 @@ static inline int64_t load_index(const eng_tensor *idx, int64_t j)
 static inline void copy_elem(void *dst, const void *src, size_t esz)
 {
     switch (esz) {
-    case 1: memcpy(dst, src, 1); break;
-    case 2: memcpy(dst, src, 2); break;
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    default: memcpy(dst, src, esz); break;
+    case 1:
+        memcpy(dst, src, 1);
+        break;
+    case 2:
+        memcpy(dst, src, 2);
+        break;
+    case 4:
+        memcpy(dst, src, 4);
+        break;
+    case 8:
+        memcpy(dst, src, 8);
+        break;
+    default:
+        memcpy(dst, src, esz);
+        break;
     }
 }
 
 static ferry_status *bad_index(int64_t i, int64_t dim, int axis)
 {
     return core_error(FERRY_ERR_RUNTIME,
-                      "index %lld is out of range for a dim of %lld along axis %d",
-                      (long long)i, (long long)dim, axis);
+                      "index %lld is out of range for a dim of %lld along axis %d", (long long)i,
+                      (long long)dim, axis);
 }
 
 /* Copies the input to the output unless the engine gave both the same memory. */
@@ -113,54 +123,80 @@ typedef enum reduction { RED_NONE, RED_ADD, RED_MUL, RED_MAX, RED_MIN } reductio
 static ferry_status *parse_reduction(const eng_node *node, reduction *out)
 {
     const char *s = eng_attr_string(node, "reduction", "none");
-    if (!strcmp(s, "none")) *out = RED_NONE;
-    else if (!strcmp(s, "add")) *out = RED_ADD;
-    else if (!strcmp(s, "mul")) *out = RED_MUL;
-    else if (!strcmp(s, "max")) *out = RED_MAX;
-    else if (!strcmp(s, "min")) *out = RED_MIN;
-    else return core_error(FERRY_ERR_INVALID_MODEL, "unknown reduction '%s'", s);
+    if (!strcmp(s, "none"))
+        *out = RED_NONE;
+    else if (!strcmp(s, "add"))
+        *out = RED_ADD;
+    else if (!strcmp(s, "mul"))
+        *out = RED_MUL;
+    else if (!strcmp(s, "max"))
+        *out = RED_MAX;
+    else if (!strcmp(s, "min"))
+        *out = RED_MIN;
+    else
+        return core_error(FERRY_ERR_INVALID_MODEL, "unknown reduction '%s'", s);
     return NULL;
 }
 
 /* Integer sums and products wrap like the narrow type would, computed unsigned so that signed
  * overflow stays defined. */
-#define COMBINE_INT(T, U)                                                                      \
-    do {                                                                                       \
-        T a, b;                                                                                \
-        memcpy(&a, dst, sizeof(T));                                                            \
-        memcpy(&b, src, sizeof(T));                                                            \
-        switch (r) {                                                                           \
-        case RED_ADD: a = (T)((U)a + (U)b); break;                                             \
-        case RED_MUL: a = (T)((U)a * (U)b); break;                                             \
-        case RED_MAX: a = b > a ? b : a; break;                                                \
-        case RED_MIN: a = b < a ? b : a; break;                                                \
-        case RED_NONE: a = b; break;                                                           \
-        }                                                                                      \
-        memcpy(dst, &a, sizeof(T));                                                            \
+#define COMBINE_INT(T, U)                                                                          \
+    do {                                                                                           \
+        T a, b;                                                                                    \
+        memcpy(&a, dst, sizeof(T));                                                                \
+        memcpy(&b, src, sizeof(T));                                                                \
+        switch (r) {                                                                               \
+        case RED_ADD:                                                                              \
+            a = (T)((U)a + (U)b);                                                                  \
+            break;                                                                                 \
+        case RED_MUL:                                                                              \
+            a = (T)((U)a * (U)b);                                                                  \
+            break;                                                                                 \
+        case RED_MAX:                                                                              \
+            a = b > a ? b : a;                                                                     \
+            break;                                                                                 \
+        case RED_MIN:                                                                              \
+            a = b < a ? b : a;                                                                     \
+            break;                                                                                 \
+        case RED_NONE:                                                                             \
+            a = b;                                                                                 \
+            break;                                                                                 \
+        }                                                                                          \
+        memcpy(dst, &a, sizeof(T));                                                                \
     } while (0)
 
-#define COMBINE_FLOAT(T, LOAD, STORE)                                                          \
-    do {                                                                                       \
-        T ra, rb;                                                                              \
-        memcpy(&ra, dst, sizeof(T));                                                           \
-        memcpy(&rb, src, sizeof(T));                                                           \
-        double a = LOAD(ra), b = LOAD(rb);                                                     \
-        switch (r) {                                                                           \
-        case RED_ADD: a = a + b; break;                                                        \
-        case RED_MUL: a = a * b; break;                                                        \
-        case RED_MAX: a = b > a ? b : a; break;                                                \
-        case RED_MIN: a = b < a ? b : a; break;                                                \
-        case RED_NONE: a = b; break;                                                           \
-        }                                                                                      \
-        ra = STORE(a);                                                                         \
-        memcpy(dst, &ra, sizeof(T));                                                           \
+#define COMBINE_FLOAT(T, LOAD, STORE)                                                              \
+    do {                                                                                           \
+        T ra, rb;                                                                                  \
+        memcpy(&ra, dst, sizeof(T));                                                               \
+        memcpy(&rb, src, sizeof(T));                                                               \
+        double a = LOAD(ra), b = LOAD(rb);                                                         \
+        switch (r) {                                                                               \
+        case RED_ADD:                                                                              \
+            a = a + b;                                                                             \
+            break;                                                                                 \
+        case RED_MUL:                                                                              \
+            a = a * b;                                                                             \
+            break;                                                                                 \
+        case RED_MAX:                                                                              \
+            a = b > a ? b : a;                                                                     \
+            break;                                                                                 \
+        case RED_MIN:                                                                              \
+            a = b < a ? b : a;                                                                     \
+            break;                                                                                 \
+        case RED_NONE:                                                                             \
+            a = b;                                                                                 \
+            break;                                                                                 \
+        }                                                                                          \
+        ra = STORE(a);                                                                             \
+        memcpy(dst, &ra, sizeof(T));                                                               \
     } while (0)
 
-#define SAME(x) (x)
-#define TO_F32(x) ((float)(x))
-#define HALF(x) core_half_to_float(x)
+#define SAME(x)    (x)
+#define TO_F32(x)  ((float)(x))
+#define HALF(x)    core_half_to_float(x)
 #define TO_HALF(x) core_float_to_half((float)(x))
-#define BF16(x) core_bf16_to_float(x)
+#define BF16(x)    core_bf16_to_float(x)
 #define TO_BF16(x) core_float_to_bf16((float)(x))
 
 static bool reducible(ferry_dtype dt)
@@ -173,18 +209,42 @@ static bool reducible(ferry_dtype dt)
 static void combine(ferry_dtype dt, void *dst, const void *src, reduction r)
 {
     switch (dt) {
-    case FERRY_DTYPE_FLOAT: COMBINE_FLOAT(float, SAME, TO_F32); break;
-    case FERRY_DTYPE_DOUBLE: COMBINE_FLOAT(double, SAME, SAME); break;
-    case FERRY_DTYPE_FLOAT16: COMBINE_FLOAT(uint16_t, HALF, TO_HALF); break;
-    case FERRY_DTYPE_BFLOAT16: COMBINE_FLOAT(uint16_t, BF16, TO_BF16); break;
-    case FERRY_DTYPE_INT8: COMBINE_INT(int8_t, uint8_t); break;
-    case FERRY_DTYPE_INT16: COMBINE_INT(int16_t, uint16_t); break;
-    case FERRY_DTYPE_INT32: COMBINE_INT(int32_t, uint32_t); break;
-    case FERRY_DTYPE_INT64: COMBINE_INT(int64_t, uint64_t); break;
-    case FERRY_DTYPE_UINT8: COMBINE_INT(uint8_t, uint8_t); break;
-    case FERRY_DTYPE_UINT16: COMBINE_INT(uint16_t, uint32_t); break;
-    case FERRY_DTYPE_UINT32: COMBINE_INT(uint32_t, uint32_t); break;
-    case FERRY_DTYPE_UINT64: COMBINE_INT(uint64_t, uint64_t); break;
+    case FERRY_DTYPE_FLOAT:
+        COMBINE_FLOAT(float, SAME, TO_F32);
+        break;
+    case FERRY_DTYPE_DOUBLE:
+        COMBINE_FLOAT(double, SAME, SAME);
+        break;
+    case FERRY_DTYPE_FLOAT16:
+        COMBINE_FLOAT(uint16_t, HALF, TO_HALF);
+        break;
+    case FERRY_DTYPE_BFLOAT16:
+        COMBINE_FLOAT(uint16_t, BF16, TO_BF16);
+        break;
+    case FERRY_DTYPE_INT8:
+        COMBINE_INT(int8_t, uint8_t);
+        break;
+    case FERRY_DTYPE_INT16:
+        COMBINE_INT(int16_t, uint16_t);
+        break;
+    case FERRY_DTYPE_INT32:
+        COMBINE_INT(int32_t, uint32_t);
+        break;
+    case FERRY_DTYPE_INT64:
+        COMBINE_INT(int64_t, uint64_t);
+        break;
+    case FERRY_DTYPE_UINT8:
+        COMBINE_INT(uint8_t, uint8_t);
+        break;
+    case FERRY_DTYPE_UINT16:
+        COMBINE_INT(uint16_t, uint32_t);
+        break;
+    case FERRY_DTYPE_UINT32:
+        COMBINE_INT(uint32_t, uint32_t);
+        break;
+    case FERRY_DTYPE_UINT64:
+        COMBINE_INT(uint64_t, uint64_t);
+        break;
     case FERRY_DTYPE_BOOL: { /* numpy: add is or, mul is and */
         uint8_t a, b;
         memcpy(&a, dst, 1);
@@ -193,7 +253,8 @@ static void combine(ferry_dtype dt, void *dst, const void *src, reduction r)
         memcpy(dst, &a, 1);
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -241,8 +302,7 @@ static ferry_status *check_elements(const eng_op_call *call, const eng_tensor *d
     if ((st = eng_axis(s->axis, data->rank, axis))) return st;
     char b1[160], b2[160];
     bool ok = idx->rank == data->rank;
-    for (int d = 0; ok && d < idx->rank; d++)
-        ok = d == *axis || idx->dims[d] <= data->dims[d];
+    for (int d = 0; ok && d < idx->rank; d++) ok = d == *axis || idx->dims[d] <= data->dims[d];
     if (!ok)
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
                           "indices of shape %s do not fit data of shape %s along axis %d",
@@ -267,22 +327,22 @@ static ferry_status *gather_elements_infer(eng_op_call *call)
 
 /* Visits every position of INDICES: calls VISIT with the element offset of the position in
  * DATA with the axis coordinate left out (added by the caller from the index). */
-#define FOR_EACH_ELEMENT(idx, dstr, axis, BODY)                                                \
-    do {                                                                                       \
-        int rank_ = (idx)->rank;                                                               \
-        int64_t pos_[R] = {0}, base = 0, j = 0, n_ = eng_numel(idx);                           \
-        for (; j < n_; j++) {                                                                  \
-            BODY;                                                                              \
-            for (int d_ = rank_ - 1; d_ >= 0; d_--) {                                          \
-                int64_t step_ = d_ == (axis) ? 0 : (dstr)[d_];                                 \
-                if (++pos_[d_] < (idx)->dims[d_]) {                                            \
-                    base += step_;                                                             \
-                    break;                                                                     \
-                }                                                                              \
-                base -= step_ * (pos_[d_] - 1);                                                \
-                pos_[d_] = 0;                                                                  \
-            }                                                                                  \
-        }                                                                                      \
+#define FOR_EACH_ELEMENT(idx, dstr, axis, BODY)                                                    \
+    do {                                                                                           \
+        int rank_ = (idx)->rank;                                                                   \
+        int64_t pos_[R] = {0}, base = 0, j = 0, n_ = eng_numel(idx);                               \
+        for (; j < n_; j++) {                                                                      \
+            BODY;                                                                                  \
+            for (int d_ = rank_ - 1; d_ >= 0; d_--) {                                              \
+                int64_t step_ = d_ == (axis) ? 0 : (dstr)[d_];                                     \
+                if (++pos_[d_] < (idx)->dims[d_]) {                                                \
+                    base += step_;                                                                 \
+                    break;                                                                         \
+                }                                                                                  \
+                base -= step_ * (pos_[d_] - 1);                                                    \
+                pos_[d_] = 0;                                                                      \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static ferry_status *gather_elements_run(eng_op_call *call)
@@ -347,8 +407,8 @@ static ferry_status *scatter_elements_run(eng_op_call *call)
         int64_t i = load_index(idx, j);
         if (i < -dim || i >= dim) return bad_index(i, dim, axis);
         if (i < 0) i += dim;
-        apply(data->dtype, esz, dst + (size_t)(base + i * astride) * esz,
-              src + (size_t)j * esz, s->red);
+        apply(data->dtype, esz, dst + (size_t)(base + i * astride) * esz, src + (size_t)j * esz,
+              s->red);
     });
     return NULL;
 }
@@ -392,10 +452,10 @@ static ferry_status *scatter_nd_init(const eng_node *node, int opset, void **sta
  * addresses DATA [batch..., k indexed dims..., slice dims...]. */
 typedef struct nd_plan {
     int b, k;
-    int64_t batches;     /* product of the batch dims */
-    int64_t tuples;      /* index tuples per batch */
-    int64_t slice;       /* elements per addressed slice */
-    int64_t batch_step;  /* elements of data per batch */
+    int64_t batches;    /* product of the batch dims */
+    int64_t tuples;     /* index tuples per batch */
+    int64_t slice;      /* elements per addressed slice */
+    int64_t batch_step; /* elements of data per batch */
 } nd_plan;
 
 static ferry_status *plan_nd(const eng_tensor *data, const eng_tensor *idx, int64_t batch_dims,
@@ -415,8 +475,8 @@ static ferry_status *plan_nd(const eng_tensor *data, const eng_tensor *idx, int6
     int64_t k = idx->dims[q - 1];
     if (k < 1 || k > r - b)
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                          "the last dim of indices (%lld) must be between 1 and %d",
-                          (long long)k, r - b);
+                          "the last dim of indices (%lld) must be between 1 and %d", (long long)k,
+                          r - b);
     for (int d = 0; d < b; d++)
         if (idx->dims[d] != data->dims[d])
             return core_error(FERRY_ERR_INVALID_ARGUMENT,
@@ -432,9 +492,8 @@ static ferry_status *plan_nd(const eng_tensor *data, const eng_tensor *idx, int6
 }
 
 /* Element offset in DATA of index tuple T of batch BI, or an error for a bad index. */
-static ferry_status *nd_offset(const eng_tensor *data, const eng_tensor *idx,
-                               const nd_plan *p, const int64_t *dstr, int64_t bi, int64_t t,
-                               int64_t *off)
+static ferry_status *nd_offset(const eng_tensor *data, const eng_tensor *idx, const nd_plan *p,
+                               const int64_t *dstr, int64_t bi, int64_t t, int64_t *off)
 {
     int64_t o = bi * p->batch_step;
     int64_t first = (bi * p->tuples + t) * p->k;
@@ -590,8 +649,8 @@ static ferry_status *one_hot_infer(eng_op_call *call)
                           (long long)depth);
     if (idx->rank + 1 > R)
         return core_error(FERRY_ERR_UNSUPPORTED,
-                          "the output would have rank %d; Ferry supports up to %d",
-                          idx->rank + 1, R);
+                          "the output would have rank %d; Ferry supports up to %d", idx->rank + 1,
+                          R);
     int axis = 0;
     if ((st = eng_axis(eng_attr_int(call->node, "axis", -1), idx->rank + 1, &axis))) return st;
     eng_tensor *out = call->out[0];
@@ -649,8 +708,8 @@ static ferry_status *compress_init(const eng_node *node, int opset, void **state
 
 /* The input as [outer, dim, inner] around the compressed axis (the flattened input when the
  * node has no axis), and how many of the first DIM condition entries are true. */
-static ferry_status *compress_plan(const eng_op_call *call, int *axis, int64_t *outer,
-                                   int64_t *dim, int64_t *inner, int64_t *kept)
+static ferry_status *compress_plan(const eng_op_call *call, int *axis, int64_t *outer, int64_t *dim,
+                                   int64_t *inner, int64_t *kept)
 {
     const compress_state *s = call->state;
     const eng_tensor *in = call->in[0], *cond = call->in[1];
@@ -823,8 +882,7 @@ static ferry_status *nonzero_run(eng_op_call *call)
 }
 
 static const eng_op ops[] = {
-    {"", "GatherElements", 11, 0, elements_init, free, gather_elements_infer,
-     gather_elements_run},
+    {"", "GatherElements", 11, 0, elements_init, free, gather_elements_infer, gather_elements_run},
     {"", "ScatterElements", 11, 0, elements_init, free, scatter_elements_infer,
      scatter_elements_run},
     {"", "Scatter", 9, 0, elements_init, free, scatter_elements_infer, scatter_elements_run},

@@ -172,8 +172,7 @@ static ferry_status *eye_like_init(const eng_node *node, int opset, void **state
     if (eng_attr_has(node, "dtype")) {
         int64_t dt = eng_attr_int(node, "dtype", 0);
         if (dt <= 0 || dt >= FERRY_DTYPE_COUNT || !eye_type((ferry_dtype)dt))
-            return core_error(FERRY_ERR_UNSUPPORTED, "dtype %lld is not supported",
-                              (long long)dt);
+            return core_error(FERRY_ERR_UNSUPPORTED, "dtype %lld is not supported", (long long)dt);
     }
     return NULL;
 }
@@ -239,8 +238,8 @@ static ferry_status *trilu_infer(eng_op_call *call)
     if (in->rank < 2)
         return core_error(FERRY_ERR_INVALID_ARGUMENT, "the input must have rank 2 or more");
     const eng_tensor *k = call->n_in > 1 ? call->in[1] : NULL;
-    if (k && ((k->dtype != FERRY_DTYPE_INT64 && k->dtype != FERRY_DTYPE_INT32) ||
-              eng_numel(k) != 1))
+    if (k &&
+        ((k->dtype != FERRY_DTYPE_INT64 && k->dtype != FERRY_DTYPE_INT32) || eng_numel(k) != 1))
         return core_error(FERRY_ERR_INVALID_ARGUMENT, "k must be a single int64 value");
     eng_same_shape(call->out[0], in);
     return NULL;
@@ -305,40 +304,40 @@ static ferry_status *cumsum_infer(eng_op_call *call)
 /* The output is its own accumulator: each row adds the input to the previous output row
  * (inclusive) or the previous output and input rows (exclusive), in the element type as numpy
  * does. Integers add as unsigned so that overflow wraps instead of being undefined. */
-#define CUMSUM(T, A, LOAD, STORE)                                                              \
-    do {                                                                                       \
-        const T *x = in->data;                                                                 \
-        T *y = out->data;                                                                      \
-        for (int64_t o = 0; o < outer; o++) {                                                  \
-            for (int64_t t = 0; t < n; t++) {                                                  \
-                int64_t i = reverse ? n - 1 - t : t, p = reverse ? i + 1 : i - 1;              \
-                T *yr = y + (o * n + i) * inner;                                               \
-                const T *xr = x + (o * n + i) * inner;                                         \
-                const T *yp = y + (o * n + p) * inner, *xp = x + (o * n + p) * inner;          \
-                if (t == 0 && exclusive) {                                                     \
-                    for (int64_t j = 0; j < inner; j++) yr[j] = STORE((A)0);                   \
-                } else if (t == 0) {                                                           \
-                    for (int64_t j = 0; j < inner; j++) yr[j] = xr[j];                         \
-                } else if (exclusive) {                                                        \
-                    for (int64_t j = 0; j < inner; j++)                                        \
-                        yr[j] = STORE((A)LOAD(yp[j]) + (A)LOAD(xp[j]));                        \
-                } else {                                                                       \
-                    for (int64_t j = 0; j < inner; j++)                                        \
-                        yr[j] = STORE((A)LOAD(yp[j]) + (A)LOAD(xr[j]));                        \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
+#define CUMSUM(T, A, LOAD, STORE)                                                                  \
+    do {                                                                                           \
+        const T *x = in->data;                                                                     \
+        T *y = out->data;                                                                          \
+        for (int64_t o = 0; o < outer; o++) {                                                      \
+            for (int64_t t = 0; t < n; t++) {                                                      \
+                int64_t i = reverse ? n - 1 - t : t, p = reverse ? i + 1 : i - 1;                  \
+                T *yr = y + (o * n + i) * inner;                                                   \
+                const T *xr = x + (o * n + i) * inner;                                             \
+                const T *yp = y + (o * n + p) * inner, *xp = x + (o * n + p) * inner;              \
+                if (t == 0 && exclusive) {                                                         \
+                    for (int64_t j = 0; j < inner; j++) yr[j] = STORE((A)0);                       \
+                } else if (t == 0) {                                                               \
+                    for (int64_t j = 0; j < inner; j++) yr[j] = xr[j];                             \
+                } else if (exclusive) {                                                            \
+                    for (int64_t j = 0; j < inner; j++)                                            \
+                        yr[j] = STORE((A)LOAD(yp[j]) + (A)LOAD(xp[j]));                            \
+                } else {                                                                           \
+                    for (int64_t j = 0; j < inner; j++)                                            \
+                        yr[j] = STORE((A)LOAD(yp[j]) + (A)LOAD(xr[j]));                            \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
-#define SAME(x) (x)
-#define HALF(x) core_half_to_float(x)
+#define SAME(x)    (x)
+#define HALF(x)    core_half_to_float(x)
 #define TO_HALF(x) core_float_to_half(x)
-#define BF16(x) core_bf16_to_float(x)
+#define BF16(x)    core_bf16_to_float(x)
 #define TO_BF16(x) core_float_to_bf16(x)
-#define TO_I32(x) ((int32_t)(x))
-#define TO_I64(x) ((int64_t)(x))
-#define TO_U32(x) ((uint32_t)(x))
-#define SIGNED(x) ((int64_t)(x))
+#define TO_I32(x)  ((int32_t)(x))
+#define TO_I64(x)  ((int64_t)(x))
+#define TO_U32(x)  ((uint32_t)(x))
+#define SIGNED(x)  ((int64_t)(x))
 
 static ferry_status *cumsum_run(eng_op_call *call)
 {
@@ -354,15 +353,32 @@ static ferry_status *cumsum_run(eng_op_call *call)
     int64_t outer = prod(in->dims, 0, axis), n = in->dims[axis];
     int64_t inner = prod(in->dims, axis + 1, in->rank);
     switch (in->dtype) {
-    case FERRY_DTYPE_FLOAT: CUMSUM(float, float, SAME, SAME); break;
-    case FERRY_DTYPE_DOUBLE: CUMSUM(double, double, SAME, SAME); break;
-    case FERRY_DTYPE_FLOAT16: CUMSUM(uint16_t, float, HALF, TO_HALF); break;
-    case FERRY_DTYPE_BFLOAT16: CUMSUM(uint16_t, float, BF16, TO_BF16); break;
-    case FERRY_DTYPE_INT32: CUMSUM(int32_t, uint64_t, SIGNED, TO_I32); break;
-    case FERRY_DTYPE_INT64: CUMSUM(int64_t, uint64_t, SAME, TO_I64); break;
-    case FERRY_DTYPE_UINT32: CUMSUM(uint32_t, uint64_t, SAME, TO_U32); break;
-    case FERRY_DTYPE_UINT64: CUMSUM(uint64_t, uint64_t, SAME, SAME); break;
-    default: break;
+    case FERRY_DTYPE_FLOAT:
+        CUMSUM(float, float, SAME, SAME);
+        break;
+    case FERRY_DTYPE_DOUBLE:
+        CUMSUM(double, double, SAME, SAME);
+        break;
+    case FERRY_DTYPE_FLOAT16:
+        CUMSUM(uint16_t, float, HALF, TO_HALF);
+        break;
+    case FERRY_DTYPE_BFLOAT16:
+        CUMSUM(uint16_t, float, BF16, TO_BF16);
+        break;
+    case FERRY_DTYPE_INT32:
+        CUMSUM(int32_t, uint64_t, SIGNED, TO_I32);
+        break;
+    case FERRY_DTYPE_INT64:
+        CUMSUM(int64_t, uint64_t, SAME, TO_I64);
+        break;
+    case FERRY_DTYPE_UINT32:
+        CUMSUM(uint32_t, uint64_t, SAME, TO_U32);
+        break;
+    case FERRY_DTYPE_UINT64:
+        CUMSUM(uint64_t, uint64_t, SAME, SAME);
+        break;
+    default:
+        break;
     }
     return NULL;
 }
@@ -488,8 +504,7 @@ static ferry_status *block_init(const eng_node *node, int opset, void **state)
         return core_error(FERRY_ERR_INVALID_MODEL, "missing required attribute 'blocksize'");
     int64_t b = eng_attr_int(node, "blocksize", 0);
     if (b < 1 || b > ((int64_t)1 << 20))
-        return core_error(FERRY_ERR_INVALID_MODEL, "blocksize %lld is out of range",
-                          (long long)b);
+        return core_error(FERRY_ERR_INVALID_MODEL, "blocksize %lld is out of range", (long long)b);
     const char *mode = eng_attr_string(node, "mode", "DCR");
     if (strcmp(mode, "DCR") && strcmp(mode, "CRD"))
         return core_error(FERRY_ERR_INVALID_MODEL, "unknown mode '%s'", mode);
@@ -503,13 +518,11 @@ static ferry_status *block_init(const eng_node *node, int opset, void **state)
 }
 
 /* The input seen as a 6-D tensor (VIEW dims) and the order in which the output walks it. */
-static void block_view(const block_state *s, const eng_tensor *in, int64_t *view,
-                       const int **perm)
+static void block_view(const block_state *s, const eng_tensor *in, int64_t *view, const int **perm)
 {
     static const int dcr[6] = {0, 3, 4, 1, 5, 2}, crd[6] = {0, 1, 4, 2, 5, 3};
     static const int s2d[6] = {0, 3, 5, 1, 2, 4};
-    int64_t b = s->blocksize, n = in->dims[0], c = in->dims[1], h = in->dims[2],
-            w = in->dims[3];
+    int64_t b = s->blocksize, n = in->dims[0], c = in->dims[1], h = in->dims[2], w = in->dims[3];
     if (!s->depth) { /* [N, C, H/b, b, W/b, b] -> [N, b, b, C, H/b, W/b] */
         int64_t v[6] = {n, c, h / b, b, w / b, b};
         memcpy(view, v, sizeof(v));
@@ -612,8 +625,8 @@ static ferry_status *reverse_infer(eng_op_call *call)
     if (st) return st;
     if (in->rank < 2)
         return core_error(FERRY_ERR_INVALID_ARGUMENT, "the input must have rank 2 or more");
-    if ((lens->dtype != FERRY_DTYPE_INT64 && lens->dtype != FERRY_DTYPE_INT32) ||
-        lens->rank != 1 || lens->dims[0] != in->dims[s->batch_axis])
+    if ((lens->dtype != FERRY_DTYPE_INT64 && lens->dtype != FERRY_DTYPE_INT32) || lens->rank != 1 ||
+        lens->dims[0] != in->dims[s->batch_axis])
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
                           "sequence_lens must be an int64 vector of the batch size %lld",
                           (long long)in->dims[s->batch_axis]);

@@ -65,8 +65,8 @@ static inline uint64_t float_key(double f, bool nan_high)
 }
 
 #define SIGN_BIT ((uint64_t)1 << 63)
-#define LOAD(T) \
-    T v;        \
+#define LOAD(T)                                                                                    \
+    T v;                                                                                           \
     memcpy(&v, (const char *)p + i * (int64_t)sizeof(T), sizeof(T))
 
 /* Key of element I of the flat buffer P of type DT. */
@@ -175,24 +175,24 @@ static ferry_status *arg_infer(eng_op_call *call)
 
 /* One lane loop per dtype so that the key conversion is not a switch per element. Keys are
  * flipped for ArgMin so that both look for the greatest. */
-#define DEFINE_ARG(NAME, DT)                                                                   \
-    static void NAME(const void *src, int64_t outer, int64_t n, int64_t inner, uint64_t flip,  \
-                     bool last, bool nan_high, int64_t *dst)                                   \
-    {                                                                                          \
-        for (int64_t o = 0; o < outer; o++) {                                                  \
-            for (int64_t j = 0; j < inner; j++) {                                              \
-                int64_t base = o * n * inner + j, bi = 0;                                      \
-                uint64_t best = key_at(DT, src, base, nan_high) ^ flip;                        \
-                for (int64_t i = 1; i < n; i++) {                                              \
-                    uint64_t k = key_at(DT, src, base + i * inner, nan_high) ^ flip;           \
-                    if (k > best || (last && k == best)) {                                     \
-                        best = k;                                                              \
-                        bi = i;                                                                \
-                    }                                                                          \
-                }                                                                              \
-                dst[o * inner + j] = bi;                                                       \
-            }                                                                                  \
-        }                                                                                      \
+#define DEFINE_ARG(NAME, DT)                                                                       \
+    static void NAME(const void *src, int64_t outer, int64_t n, int64_t inner, uint64_t flip,      \
+                     bool last, bool nan_high, int64_t *dst)                                       \
+    {                                                                                              \
+        for (int64_t o = 0; o < outer; o++) {                                                      \
+            for (int64_t j = 0; j < inner; j++) {                                                  \
+                int64_t base = o * n * inner + j, bi = 0;                                          \
+                uint64_t best = key_at(DT, src, base, nan_high) ^ flip;                            \
+                for (int64_t i = 1; i < n; i++) {                                                  \
+                    uint64_t k = key_at(DT, src, base + i * inner, nan_high) ^ flip;               \
+                    if (k > best || (last && k == best)) {                                         \
+                        best = k;                                                                  \
+                        bi = i;                                                                    \
+                    }                                                                              \
+                }                                                                                  \
+                dst[o * inner + j] = bi;                                                           \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 DEFINE_ARG(arg_f32, FERRY_DTYPE_FLOAT)
@@ -221,18 +221,42 @@ static ferry_status *arg_run(eng_op_call *call)
     bool nan_high = s->max;
     void (*fn)(const void *, int64_t, int64_t, int64_t, uint64_t, bool, bool, int64_t *);
     switch (in->dtype) {
-    case FERRY_DTYPE_FLOAT: fn = arg_f32; break;
-    case FERRY_DTYPE_DOUBLE: fn = arg_f64; break;
-    case FERRY_DTYPE_FLOAT16: fn = arg_f16; break;
-    case FERRY_DTYPE_BFLOAT16: fn = arg_bf16; break;
-    case FERRY_DTYPE_INT8: fn = arg_i8; break;
-    case FERRY_DTYPE_INT16: fn = arg_i16; break;
-    case FERRY_DTYPE_INT32: fn = arg_i32; break;
-    case FERRY_DTYPE_INT64: fn = arg_i64; break;
-    case FERRY_DTYPE_UINT8: fn = arg_u8; break;
-    case FERRY_DTYPE_UINT16: fn = arg_u16; break;
-    case FERRY_DTYPE_UINT32: fn = arg_u32; break;
-    default: fn = arg_u64; break;
+    case FERRY_DTYPE_FLOAT:
+        fn = arg_f32;
+        break;
+    case FERRY_DTYPE_DOUBLE:
+        fn = arg_f64;
+        break;
+    case FERRY_DTYPE_FLOAT16:
+        fn = arg_f16;
+        break;
+    case FERRY_DTYPE_BFLOAT16:
+        fn = arg_bf16;
+        break;
+    case FERRY_DTYPE_INT8:
+        fn = arg_i8;
+        break;
+    case FERRY_DTYPE_INT16:
+        fn = arg_i16;
+        break;
+    case FERRY_DTYPE_INT32:
+        fn = arg_i32;
+        break;
+    case FERRY_DTYPE_INT64:
+        fn = arg_i64;
+        break;
+    case FERRY_DTYPE_UINT8:
+        fn = arg_u8;
+        break;
+    case FERRY_DTYPE_UINT16:
+        fn = arg_u16;
+        break;
+    case FERRY_DTYPE_UINT32:
+        fn = arg_u32;
+        break;
+    default:
+        fn = arg_u64;
+        break;
     }
     fn(in->data, outer, n, inner, flip, s->last, nan_high, call->out[0]->data);
     return NULL;
@@ -285,8 +309,8 @@ static ferry_status *topk_plan(const eng_op_call *call, int *axis, int64_t *k)
     }
     if (*k < 0 || *k > in->dims[*axis])
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                          "k = %lld is out of range for a dim of %lld along axis %d",
-                          (long long)*k, (long long)in->dims[*axis], *axis);
+                          "k = %lld is out of range for a dim of %lld along axis %d", (long long)*k,
+                          (long long)in->dims[*axis], *axis);
     return NULL;
 }
 
@@ -377,8 +401,7 @@ static ferry_status *topk_run(eng_op_call *call)
                 int64_t dst = obase + i * inner;
                 if (values)
                     memcpy((char *)values->data + (size_t)dst * esz,
-                           (const char *)in->data + (size_t)(base + h[i].idx * inner) * esz,
-                           esz);
+                           (const char *)in->data + (size_t)(base + h[i].idx * inner) * esz, esz);
                 if (indices) ((int64_t *)indices->data)[dst] = h[i].idx;
             }
         }
@@ -471,10 +494,10 @@ static void merge_sort(int64_t *a, int64_t *tmp, int64_t n, const uint64_t *keys
 /* The scratch arrays of Unique: keys of every element, then six arrays of N int64. */
 typedef struct unique_work {
     uint64_t *keys;
-    int64_t *perm, *tmp; /* slice numbers in sorted order, and merge space */
-    int64_t *gid;        /* per slice: its group in sorted order */
+    int64_t *perm, *tmp;  /* slice numbers in sorted order, and merge space */
+    int64_t *gid;         /* per slice: its group in sorted order */
     int64_t *first, *cnt; /* per group: first occurrence and size */
-    int64_t *pos;        /* per group: its place in the output */
+    int64_t *pos;         /* per group: its place in the output */
 } unique_work;
 
 /* Groups the equal slices of the input using SCRATCH (unique_scratch() bytes); returns the

@@ -54,14 +54,14 @@ static ferry_status *read_list(const char *what, const eng_tensor *t, int64_t *d
                           ferry_dtype_name(t->dtype));
     if (t->rank > 1) {
         char buf[128];
-        return core_error(FERRY_ERR_INVALID_ARGUMENT, "%s must be a 1-D tensor, got shape %s",
-                          what, eng_shape_str(t, buf, sizeof(buf)));
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "%s must be a 1-D tensor, got shape %s", what,
+                          eng_shape_str(t, buf, sizeof(buf)));
     }
     int64_t n = eng_numel(t);
     if ((uint64_t)n > max)
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                          "%s has %lld entries, more than the input's rank %zu", what,
-                          (long long)n, max);
+                          "%s has %lld entries, more than the input's rank %zu", what, (long long)n,
+                          max);
     return eng_read_ints(t, dst, max, count);
 }
 
@@ -78,8 +78,8 @@ static ferry_status *transpose_init(const eng_node *node, int opset, void **stat
     size_t n = 0;
     const int64_t *perm = eng_attr_ints(node, "perm", &n);
     if (perm && n > R)
-        return core_error(FERRY_ERR_UNSUPPORTED, "perm has %zu entries; Ferry supports rank %d",
-                          n, R);
+        return core_error(FERRY_ERR_UNSUPPORTED, "perm has %zu entries; Ferry supports rank %d", n,
+                          R);
     ferry_status *st = alloc_state(sizeof(transpose_state), state);
     if (st) return st;
     transpose_state *s = *state;
@@ -105,8 +105,8 @@ static ferry_status *transpose_infer(eng_op_call *call)
             int64_t p = s->perm[i];
             if (p < 0 || p >= rank || seen[p])
                 return core_error(FERRY_ERR_INVALID_MODEL,
-                                  "perm is not a permutation of 0..%d (entry %d is %lld)",
-                                  rank - 1, i, (long long)p);
+                                  "perm is not a permutation of 0..%d (entry %d is %lld)", rank - 1,
+                                  i, (long long)p);
             seen[p] = true;
         }
     }
@@ -124,8 +124,7 @@ static ferry_status *transpose_run(eng_op_call *call)
     eng_tensor *out = call->out[0];
     int64_t ist[R], st[R];
     strides_of(in, ist);
-    for (int i = 0; i < in->rank; i++)
-        st[i] = ist[s->n_perm >= 0 ? s->perm[i] : in->rank - 1 - i];
+    for (int i = 0; i < in->rank; i++) st[i] = ist[s->n_perm >= 0 ? s->perm[i] : in->rank - 1 - i];
     if (eng_numel(out) > 0)
         eng_copy_strided(out->data, in->data, ferry_dtype_size(in->dtype), out->rank, out->dims,
                          st);
@@ -175,13 +174,11 @@ static ferry_status *concat_infer(eng_op_call *call)
                               "input %d has type %s but input 0 has type %s", i,
                               ferry_dtype_name(t->dtype), ferry_dtype_name(first->dtype));
         bool ok = t->rank == first->rank;
-        for (int d = 0; ok && d < t->rank; d++)
-            ok = d == axis || t->dims[d] == first->dims[d];
+        for (int d = 0; ok && d < t->rank; d++) ok = d == axis || t->dims[d] == first->dims[d];
         if (!ok)
-            return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                              "cannot concatenate %s and %s along axis %d",
-                              eng_shape_str(first, b1, sizeof(b1)),
-                              eng_shape_str(t, b2, sizeof(b2)), axis);
+            return core_error(
+                FERRY_ERR_INVALID_ARGUMENT, "cannot concatenate %s and %s along axis %d",
+                eng_shape_str(first, b1, sizeof(b1)), eng_shape_str(t, b2, sizeof(b2)), axis);
         out->dims[axis] += t->dims[axis];
     }
     return NULL;
@@ -498,8 +495,10 @@ static ferry_status *gather_infer(eng_op_call *call)
     if ((st = eng_axis(s->axis, data->rank, &axis))) return st;
     int rank = data->rank + idx->rank - 1;
     if (rank > R)
-        return core_error(FERRY_ERR_UNSUPPORTED, "the output would have rank %d; Ferry "
-                                                 "supports up to %d", rank, R);
+        return core_error(FERRY_ERR_UNSUPPORTED,
+                          "the output would have rank %d; Ferry "
+                          "supports up to %d",
+                          rank, R);
     eng_tensor *out = call->out[0];
     out->dtype = data->dtype;
     out->rank = rank;
@@ -552,9 +551,15 @@ static ferry_status *gather_run(eng_op_call *call)
             const char *p = base + (size_t)i * inner;
             /* Constant sizes let the compiler turn single-element gathers into one move. */
             switch (inner) {
-            case 4: memcpy(dst, p, 4); break;
-            case 8: memcpy(dst, p, 8); break;
-            default: memcpy(dst, p, inner); break;
+            case 4:
+                memcpy(dst, p, 4);
+                break;
+            case 8:
+                memcpy(dst, p, 8);
+                break;
+            default:
+                memcpy(dst, p, inner);
+                break;
             }
             dst += inner;
         }
@@ -569,8 +574,8 @@ static const eng_op ops[] = {
     {"", "Split", 2, 0, split_init, free, split_infer, split_run},
     {"", "Split", 13, 1u << 1, split_init, free, split_infer, split_run},
     {"", "Slice", 1, 0, slice_init, free, slice_infer, slice_run},
-    {"", "Slice", 10, (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4), slice_init, free,
-     slice_infer, slice_run},
+    {"", "Slice", 10, (1u << 1) | (1u << 2) | (1u << 3) | (1u << 4), slice_init, free, slice_infer,
+     slice_run},
     {"", "Gather", 1, 0, gather_init, free, gather_infer, gather_run},
 };
 

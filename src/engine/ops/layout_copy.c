@@ -37,30 +37,30 @@ static bool next_index(int n, const int64_t *dims, const int64_t *sstr, const in
 }
 
 /* The kernels are written once per element size so that each memcpy has a constant size. */
-#define DEFINE_KERNELS(SZ)                                                                      \
-    static void fill_##SZ(char *d, const char *s, int64_t n)                                   \
-    {                                                                                          \
-        for (int64_t i = 0; i < n; i++) memcpy(d + i * SZ, s, SZ);                             \
-    }                                                                                          \
-    static void gather_##SZ(char *d, const char *s, int64_t n, int64_t st)                     \
-    {                                                                                          \
-        for (int64_t i = 0; i < n; i++) memcpy(d + i * SZ, s + i * st * SZ, SZ);               \
-    }                                                                                          \
-    static void tile_##SZ(char *d, const char *s, int64_t rows, int64_t cols, int64_t dst_row, \
-                          int64_t src_col)                                                     \
-    {                                                                                          \
-        for (int64_t c0 = 0; c0 < cols; c0 += TILE(SZ)) {                                      \
-            int64_t c1 = c0 + TILE(SZ) < cols ? c0 + TILE(SZ) : cols;                          \
-            for (int64_t r0 = 0; r0 < rows; r0 += TILE(SZ)) {                                  \
-                int64_t r1 = r0 + TILE(SZ) < rows ? r0 + TILE(SZ) : rows;                      \
-                for (int64_t r = r0; r < r1; r++) {                                            \
-                    char *dp = d + (r * dst_row + c0) * SZ;                                    \
-                    const char *sp = s + (r + c0 * src_col) * SZ;                              \
-                    for (int64_t c = c0; c < c1; c++, dp += SZ, sp += src_col * SZ)            \
-                        memcpy(dp, sp, SZ);                                                    \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
+#define DEFINE_KERNELS(SZ)                                                                         \
+    static void fill_##SZ(char *d, const char *s, int64_t n)                                       \
+    {                                                                                              \
+        for (int64_t i = 0; i < n; i++) memcpy(d + i * SZ, s, SZ);                                 \
+    }                                                                                              \
+    static void gather_##SZ(char *d, const char *s, int64_t n, int64_t st)                         \
+    {                                                                                              \
+        for (int64_t i = 0; i < n; i++) memcpy(d + i * SZ, s + i * st * SZ, SZ);                   \
+    }                                                                                              \
+    static void tile_##SZ(char *d, const char *s, int64_t rows, int64_t cols, int64_t dst_row,     \
+                          int64_t src_col)                                                         \
+    {                                                                                              \
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE(SZ)) {                                          \
+            int64_t c1 = c0 + TILE(SZ) < cols ? c0 + TILE(SZ) : cols;                              \
+            for (int64_t r0 = 0; r0 < rows; r0 += TILE(SZ)) {                                      \
+                int64_t r1 = r0 + TILE(SZ) < rows ? r0 + TILE(SZ) : rows;                          \
+                for (int64_t r = r0; r < r1; r++) {                                                \
+                    char *dp = d + (r * dst_row + c0) * SZ;                                        \
+                    const char *sp = s + (r + c0 * src_col) * SZ;                                  \
+                    for (int64_t c = c0; c < c1; c++, dp += SZ, sp += src_col * SZ)                \
+                        memcpy(dp, sp, SZ);                                                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 DEFINE_KERNELS(1)
@@ -92,24 +92,48 @@ static void tile_any(char *d, const char *s, int64_t rows, int64_t cols, int64_t
 static void fill(char *d, const char *s, int64_t n, size_t esz)
 {
     switch (esz) {
-    case 1: fill_1(d, s, n); break;
-    case 2: fill_2(d, s, n); break;
-    case 4: fill_4(d, s, n); break;
-    case 8: fill_8(d, s, n); break;
-    case 16: fill_16(d, s, n); break;
-    default: fill_any(d, s, n, esz); break;
+    case 1:
+        fill_1(d, s, n);
+        break;
+    case 2:
+        fill_2(d, s, n);
+        break;
+    case 4:
+        fill_4(d, s, n);
+        break;
+    case 8:
+        fill_8(d, s, n);
+        break;
+    case 16:
+        fill_16(d, s, n);
+        break;
+    default:
+        fill_any(d, s, n, esz);
+        break;
     }
 }
 
 static void gather(char *d, const char *s, int64_t n, int64_t st, size_t esz)
 {
     switch (esz) {
-    case 1: gather_1(d, s, n, st); break;
-    case 2: gather_2(d, s, n, st); break;
-    case 4: gather_4(d, s, n, st); break;
-    case 8: gather_8(d, s, n, st); break;
-    case 16: gather_16(d, s, n, st); break;
-    default: gather_any(d, s, n, st, esz); break;
+    case 1:
+        gather_1(d, s, n, st);
+        break;
+    case 2:
+        gather_2(d, s, n, st);
+        break;
+    case 4:
+        gather_4(d, s, n, st);
+        break;
+    case 8:
+        gather_8(d, s, n, st);
+        break;
+    case 16:
+        gather_16(d, s, n, st);
+        break;
+    default:
+        gather_any(d, s, n, st, esz);
+        break;
     }
 }
 
@@ -117,12 +141,24 @@ static void tile(char *d, const char *s, int64_t rows, int64_t cols, int64_t dst
                  int64_t src_col, size_t esz)
 {
     switch (esz) {
-    case 1: tile_1(d, s, rows, cols, dst_row, src_col); break;
-    case 2: tile_2(d, s, rows, cols, dst_row, src_col); break;
-    case 4: tile_4(d, s, rows, cols, dst_row, src_col); break;
-    case 8: tile_8(d, s, rows, cols, dst_row, src_col); break;
-    case 16: tile_16(d, s, rows, cols, dst_row, src_col); break;
-    default: tile_any(d, s, rows, cols, dst_row, src_col, esz); break;
+    case 1:
+        tile_1(d, s, rows, cols, dst_row, src_col);
+        break;
+    case 2:
+        tile_2(d, s, rows, cols, dst_row, src_col);
+        break;
+    case 4:
+        tile_4(d, s, rows, cols, dst_row, src_col);
+        break;
+    case 8:
+        tile_8(d, s, rows, cols, dst_row, src_col);
+        break;
+    case 16:
+        tile_16(d, s, rows, cols, dst_row, src_col);
+        break;
+    default:
+        tile_any(d, s, rows, cols, dst_row, src_col, esz);
+        break;
     }
 }
 
@@ -190,10 +226,18 @@ void eng_copy_strided(void *dst, const void *src, size_t esz, int rank, const in
         char *dp = out + doff * e;
         const char *sp = in + soff * e;
         switch (kind) {
-        case INNER_RUN: memcpy(dp, sp, (size_t)(inner * e)); break;
-        case INNER_FILL: fill(dp, sp, inner, esz); break;
-        case INNER_TILE: tile(dp, sp, d[k], inner, ds[k], s[n - 1], esz); break;
-        case INNER_GATHER: gather(dp, sp, inner, s[n - 1], esz); break;
+        case INNER_RUN:
+            memcpy(dp, sp, (size_t)(inner * e));
+            break;
+        case INNER_FILL:
+            fill(dp, sp, inner, esz);
+            break;
+        case INNER_TILE:
+            tile(dp, sp, d[k], inner, ds[k], s[n - 1], esz);
+            break;
+        case INNER_GATHER:
+            gather(dp, sp, inner, s[n - 1], esz);
+            break;
         }
     } while (next_index(on, od, os, ods, idx, &soff, &doff));
 }

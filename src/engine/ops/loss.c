@@ -114,8 +114,7 @@ static ferry_status *check(const eng_op_call *call, loss_geom *g)
         return eng_bad_dtype("labels", t->dtype);
     char s1[128], s2[128];
     if (x->rank < 2)
-        return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                          "scores must have shape [N, C, ...], got %s",
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "scores must have shape [N, C, ...], got %s",
                           eng_shape_str(x, s1, sizeof(s1)));
     bool ok = t->rank == x->rank - 1 && t->dims[0] == x->dims[0];
     for (int i = 1; ok && i < t->rank; i++) ok = t->dims[i] == x->dims[i + 1];
@@ -156,8 +155,7 @@ static ferry_status *loss_infer(eng_op_call *call)
         eng_set_shape(y, 0, NULL);
     eng_tensor *lp = output(call, 1);
     if (lp) {
-        if (!a->softmax)
-            return core_error(FERRY_ERR_INVALID_MODEL, "the operator has one output");
+        if (!a->softmax) return core_error(FERRY_ERR_INVALID_MODEL, "the operator has one output");
         eng_same_shape(lp, x);
     }
     /* Per position: loss and applied weight; with softmax also the log-sum-exp and the
@@ -247,8 +245,14 @@ static ferry_status *loss_run(eng_op_call *call)
                               (long long)label, (long long)p, (long long)g.c);
     }
     double *ws = call->workspace;
-    loss_job j = {.a = a, .x = call->in[0], .t = t, .w = input(call, 2),
-                  .log_prob = output(call, 1), .g = g, .loss = ws, .wsum = ws + m};
+    loss_job j = {.a = a,
+                  .x = call->in[0],
+                  .t = t,
+                  .w = input(call, 2),
+                  .log_prob = output(call, 1),
+                  .g = g,
+                  .loss = ws,
+                  .wsum = ws + m};
     if (a->softmax) {
         j.lse = ws + 2 * m;
         j.mx = ws + 3 * m;
@@ -274,10 +278,20 @@ static ferry_status *loss_run(eng_op_call *call)
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "NegativeLogLikelihoodLoss", .since_version = 12, .init = nll_init,
-     .fini = free, .infer = loss_infer, .run = loss_run},
-    {.domain = "", .name = "SoftmaxCrossEntropyLoss", .since_version = 12, .init = sce_init,
-     .fini = free, .infer = loss_infer, .run = loss_run},
+    {.domain = "",
+     .name = "NegativeLogLikelihoodLoss",
+     .since_version = 12,
+     .init = nll_init,
+     .fini = free,
+     .infer = loss_infer,
+     .run = loss_run},
+    {.domain = "",
+     .name = "SoftmaxCrossEntropyLoss",
+     .since_version = 12,
+     .init = sce_init,
+     .fini = free,
+     .infer = loss_infer,
+     .run = loss_run},
 };
 
 const eng_op_table eng_ops_loss = {ops, sizeof(ops) / sizeof(ops[0])};

@@ -46,11 +46,16 @@ static ferry_status *pad_init(const eng_node *node, int opset, void **state)
 {
     const char *mode = eng_attr_string(node, "mode", "constant");
     pad_mode m;
-    if (!strcmp(mode, "constant")) m = PAD_CONSTANT;
-    else if (!strcmp(mode, "reflect")) m = PAD_REFLECT;
-    else if (!strcmp(mode, "edge")) m = PAD_EDGE;
-    else if (!strcmp(mode, "wrap")) m = PAD_WRAP;
-    else return core_error(FERRY_ERR_INVALID_MODEL, "unknown mode '%s'", mode);
+    if (!strcmp(mode, "constant"))
+        m = PAD_CONSTANT;
+    else if (!strcmp(mode, "reflect"))
+        m = PAD_REFLECT;
+    else if (!strcmp(mode, "edge"))
+        m = PAD_EDGE;
+    else if (!strcmp(mode, "wrap"))
+        m = PAD_WRAP;
+    else
+        return core_error(FERRY_ERR_INVALID_MODEL, "unknown mode '%s'", mode);
     const int64_t *pads = NULL;
     size_t n = 0;
     if (opset < 11) {
@@ -91,8 +96,7 @@ static ferry_status *read_pads(const eng_op_call *call, int64_t *begin, int64_t 
         const eng_tensor *t = call->n_in > 1 ? call->in[1] : NULL;
         if (!t) return core_error(FERRY_ERR_INVALID_MODEL, "missing the pads input");
         const eng_tensor *a = call->opset >= 18 && call->n_in > 3 ? call->in[3] : NULL;
-        if (a && (st = eng_read_ints(a, axes, R, &n_axes)))
-            return core_error_wrap(st, "axes");
+        if (a && (st = eng_read_ints(a, axes, R, &n_axes))) return core_error_wrap(st, "axes");
         if (t->rank > 1 || (size_t)eng_numel(t) != 2 * n_axes)
             return core_error(FERRY_ERR_INVALID_ARGUMENT,
                               "pads must be a 1-D tensor of %zu values, got %lld", 2 * n_axes,
@@ -144,8 +148,7 @@ static ferry_status *pad_infer(eng_op_call *call)
         if (dim < 0)
             return core_error(FERRY_ERR_INVALID_ARGUMENT,
                               "pads %lld and %lld crop more than the %lld elements of dim %d",
-                              (long long)begin[d], (long long)end[d], (long long)in->dims[d],
-                              d);
+                              (long long)begin[d], (long long)end[d], (long long)in->dims[d], d);
         /* Only the constant mode can make something from nothing. */
         if (s->mode != PAD_CONSTANT && in->dims[d] == 0 && dim > 0)
             return core_error(FERRY_ERR_INVALID_ARGUMENT, "cannot pad the empty dim %d", d);
@@ -160,7 +163,8 @@ static inline int64_t map_index(int64_t i, int64_t n, pad_mode mode)
 {
     if (i >= 0 && i < n) return i;
     switch (mode) {
-    case PAD_EDGE: return i < 0 ? 0 : n - 1;
+    case PAD_EDGE:
+        return i < 0 ? 0 : n - 1;
     case PAD_WRAP: {
         int64_t m = i % n;
         return m < 0 ? m + n : m;
@@ -172,7 +176,8 @@ static inline int64_t map_index(int64_t i, int64_t n, pad_mode mode)
         if (m < 0) m += p;
         return m < n ? m : p - m;
     }
-    default: return -1;
+    default:
+        return -1;
     }
 }
 

@@ -92,10 +92,10 @@ static ferry_status *reduce_init(const eng_node *node, reduce_kind kind, bool ax
 }
 
 /* ReduceSum took its axes as an input from opset 13, every other reduction from 18. */
-#define INIT(NAME, KIND, INPUT_OPSET)                                                          \
-    static ferry_status *NAME(const eng_node *node, int opset, void **state)                   \
-    {                                                                                          \
-        return reduce_init(node, KIND, opset >= INPUT_OPSET, state);                           \
+#define INIT(NAME, KIND, INPUT_OPSET)                                                              \
+    static ferry_status *NAME(const eng_node *node, int opset, void **state)                       \
+    {                                                                                              \
+        return reduce_init(node, KIND, opset >= INPUT_OPSET, state);                               \
     }
 INIT(sum_init, K_SUM, 13)
 INIT(mean_init, K_MEAN, 18)
@@ -201,164 +201,202 @@ static ferry_status *reduce_infer(eng_op_call *call)
 /* --- accumulation kernels ------------------------------------------------------------------- */
 
 /* Element transforms XF(x, m) and folds COMB(a, v); M is the output's maximum (OP_ADD_EXP). */
-#define XF_ID(x, m) (x)
+#define XF_ID(x, m)     (x)
 #define XF_SQUARE(x, m) ((x) * (x))
-#define XF_FABS(x, m) fabs(x)
+#define XF_FABS(x, m)   fabs(x)
 /* |x| of an int64 held in a uint64: negating the unsigned value stays defined for INT64_MIN. */
 #define XF_SABS(x, m) ((int64_t)(x) < 0 ? 0 - (x) : (x))
-#define XF_EXP(x, m) exp((x) - (m))
-#define C_ADD(a, v) ((a) += (v))
-#define C_MUL(a, v) ((a) *= (v))
-#define C_MAX(a, v)                                                                            \
-    do {                                                                                       \
-        __typeof__(a) v_ = (v);                                                                \
-        if (v_ > (a)) (a) = v_;                                                                \
+#define XF_EXP(x, m)  exp((x) - (m))
+#define C_ADD(a, v)   ((a) += (v))
+#define C_MUL(a, v)   ((a) *= (v))
+#define C_MAX(a, v)                                                                                \
+    do {                                                                                           \
+        __typeof__(a) v_ = (v);                                                                    \
+        if (v_ > (a)) (a) = v_;                                                                    \
     } while (0)
-#define C_MIN(a, v)                                                                            \
-    do {                                                                                       \
-        __typeof__(a) v_ = (v);                                                                \
-        if (v_ < (a)) (a) = v_;                                                                \
+#define C_MIN(a, v)                                                                                \
+    do {                                                                                           \
+        __typeof__(a) v_ = (v);                                                                    \
+        if (v_ < (a)) (a) = v_;                                                                    \
     } while (0)
 /* numpy's max and min propagate NaN; once the accumulator is NaN no comparison replaces it. */
-#define C_FMAX(a, v)                                                                           \
-    do {                                                                                       \
-        double v_ = (v);                                                                       \
-        (a) = v_ > (a) || v_ != v_ ? v_ : (a);                                                 \
+#define C_FMAX(a, v)                                                                               \
+    do {                                                                                           \
+        double v_ = (v);                                                                           \
+        (a) = v_ > (a) || v_ != v_ ? v_ : (a);                                                     \
     } while (0)
-#define C_FMIN(a, v)                                                                           \
-    do {                                                                                       \
-        double v_ = (v);                                                                       \
-        (a) = v_ < (a) || v_ != v_ ? v_ : (a);                                                 \
+#define C_FMIN(a, v)                                                                               \
+    do {                                                                                           \
+        double v_ = (v);                                                                           \
+        (a) = v_ < (a) || v_ != v_ ? v_ : (a);                                                     \
     } while (0)
 /* Starting values of the three extra partial folds of a contiguous run. */
 #define ID_ZERO(s) 0
-#define ID_ONE(s) 1
+#define ID_ONE(s)  1
 #define ID_SELF(s) (s)
 
 /* Folds the N contiguous elements at SRC into the accumulator(s) at ACC: all into ACC[0] when
  * SUM_RUN, else element j into ACC[j]. Four partial folds break the dependency chain of a
  * long run. */
-#define LOOP(T, A, LOAD, XF, COMB, IDENT)                                                      \
-    do {                                                                                       \
-        const T *restrict p = (const T *)src;                                                  \
-        A *restrict a = (A *)acc;                                                              \
-        if (sum_run) {                                                                         \
-            A s0 = a[0], s1 = IDENT(s0), s2 = s1, s3 = s1;                                     \
-            int64_t j = 0;                                                                     \
-            for (; j + 4 <= n; j += 4) {                                                       \
-                COMB(s0, XF((A)LOAD(p[j]), m[0]));                                             \
-                COMB(s1, XF((A)LOAD(p[j + 1]), m[0]));                                         \
-                COMB(s2, XF((A)LOAD(p[j + 2]), m[0]));                                         \
-                COMB(s3, XF((A)LOAD(p[j + 3]), m[0]));                                         \
-            }                                                                                  \
-            for (; j < n; j++) COMB(s0, XF((A)LOAD(p[j]), m[0]));                              \
-            COMB(s0, s1);                                                                      \
-            COMB(s2, s3);                                                                      \
-            COMB(s0, s2);                                                                      \
-            a[0] = s0;                                                                         \
-        } else {                                                                               \
-            for (int64_t j = 0; j < n; j++) COMB(a[j], XF((A)LOAD(p[j]), m[j]));               \
-        }                                                                                      \
+#define LOOP(T, A, LOAD, XF, COMB, IDENT)                                                          \
+    do {                                                                                           \
+        const T *restrict p = (const T *)src;                                                      \
+        A *restrict a = (A *)acc;                                                                  \
+        if (sum_run) {                                                                             \
+            A s0 = a[0], s1 = IDENT(s0), s2 = s1, s3 = s1;                                         \
+            int64_t j = 0;                                                                         \
+            for (; j + 4 <= n; j += 4) {                                                           \
+                COMB(s0, XF((A)LOAD(p[j]), m[0]));                                                 \
+                COMB(s1, XF((A)LOAD(p[j + 1]), m[0]));                                             \
+                COMB(s2, XF((A)LOAD(p[j + 2]), m[0]));                                             \
+                COMB(s3, XF((A)LOAD(p[j + 3]), m[0]));                                             \
+            }                                                                                      \
+            for (; j < n; j++) COMB(s0, XF((A)LOAD(p[j]), m[0]));                                  \
+            COMB(s0, s1);                                                                          \
+            COMB(s2, s3);                                                                          \
+            COMB(s0, s2);                                                                          \
+            a[0] = s0;                                                                             \
+        } else {                                                                                   \
+            for (int64_t j = 0; j < n; j++) COMB(a[j], XF((A)LOAD(p[j]), m[j]));                   \
+        }                                                                                          \
     } while (0)
 
-#define DISPATCH_F64(T, LOAD)                                                                  \
-    switch (op) {                                                                              \
-    case OP_ADD: LOOP(T, double, LOAD, XF_ID, C_ADD, ID_ZERO); break;                          \
-    case OP_ADD_SQUARE: LOOP(T, double, LOAD, XF_SQUARE, C_ADD, ID_ZERO); break;               \
-    case OP_ADD_ABS: LOOP(T, double, LOAD, XF_FABS, C_ADD, ID_ZERO); break;                    \
-    case OP_ADD_EXP: LOOP(T, double, LOAD, XF_EXP, C_ADD, ID_ZERO); break;                     \
-    case OP_MUL: LOOP(T, double, LOAD, XF_ID, C_MUL, ID_ONE); break;                           \
-    case OP_MAX: LOOP(T, double, LOAD, XF_ID, C_FMAX, ID_SELF); break;                         \
-    case OP_MIN: LOOP(T, double, LOAD, XF_ID, C_FMIN, ID_SELF); break;                         \
+#define DISPATCH_F64(T, LOAD)                                                                      \
+    switch (op) {                                                                                  \
+    case OP_ADD:                                                                                   \
+        LOOP(T, double, LOAD, XF_ID, C_ADD, ID_ZERO);                                              \
+        break;                                                                                     \
+    case OP_ADD_SQUARE:                                                                            \
+        LOOP(T, double, LOAD, XF_SQUARE, C_ADD, ID_ZERO);                                          \
+        break;                                                                                     \
+    case OP_ADD_ABS:                                                                               \
+        LOOP(T, double, LOAD, XF_FABS, C_ADD, ID_ZERO);                                            \
+        break;                                                                                     \
+    case OP_ADD_EXP:                                                                               \
+        LOOP(T, double, LOAD, XF_EXP, C_ADD, ID_ZERO);                                             \
+        break;                                                                                     \
+    case OP_MUL:                                                                                   \
+        LOOP(T, double, LOAD, XF_ID, C_MUL, ID_ONE);                                               \
+        break;                                                                                     \
+    case OP_MAX:                                                                                   \
+        LOOP(T, double, LOAD, XF_ID, C_FMAX, ID_SELF);                                             \
+        break;                                                                                     \
+    case OP_MIN:                                                                                   \
+        LOOP(T, double, LOAD, XF_ID, C_FMIN, ID_SELF);                                             \
+        break;                                                                                     \
     }
 
 /* Signed values sign-extend to int64 and then wrap as uint64 for sums and products. */
 #define SIGNED(x) ((int64_t)(x))
-#define DISPATCH_S64(T)                                                                        \
-    switch (op) {                                                                              \
-    case OP_ADD: LOOP(T, uint64_t, SIGNED, XF_ID, C_ADD, ID_ZERO); break;                      \
-    case OP_ADD_SQUARE: LOOP(T, uint64_t, SIGNED, XF_SQUARE, C_ADD, ID_ZERO); break;           \
-    case OP_ADD_ABS: LOOP(T, uint64_t, SIGNED, XF_SABS, C_ADD, ID_ZERO); break;                \
-    case OP_MUL: LOOP(T, uint64_t, SIGNED, XF_ID, C_MUL, ID_ONE); break;                       \
-    case OP_MAX: LOOP(T, int64_t, SIGNED, XF_ID, C_MAX, ID_SELF); break;                       \
-    case OP_MIN: LOOP(T, int64_t, SIGNED, XF_ID, C_MIN, ID_SELF); break;                       \
-    case OP_ADD_EXP: break; /* integer LogSumExp accumulates in double */                      \
+#define DISPATCH_S64(T)                                                                            \
+    switch (op) {                                                                                  \
+    case OP_ADD:                                                                                   \
+        LOOP(T, uint64_t, SIGNED, XF_ID, C_ADD, ID_ZERO);                                          \
+        break;                                                                                     \
+    case OP_ADD_SQUARE:                                                                            \
+        LOOP(T, uint64_t, SIGNED, XF_SQUARE, C_ADD, ID_ZERO);                                      \
+        break;                                                                                     \
+    case OP_ADD_ABS:                                                                               \
+        LOOP(T, uint64_t, SIGNED, XF_SABS, C_ADD, ID_ZERO);                                        \
+        break;                                                                                     \
+    case OP_MUL:                                                                                   \
+        LOOP(T, uint64_t, SIGNED, XF_ID, C_MUL, ID_ONE);                                           \
+        break;                                                                                     \
+    case OP_MAX:                                                                                   \
+        LOOP(T, int64_t, SIGNED, XF_ID, C_MAX, ID_SELF);                                           \
+        break;                                                                                     \
+    case OP_MIN:                                                                                   \
+        LOOP(T, int64_t, SIGNED, XF_ID, C_MIN, ID_SELF);                                           \
+        break;                                                                                     \
+    case OP_ADD_EXP:                                                                               \
+        break; /* integer LogSumExp accumulates in double */                                       \
     }
 
 #define SAME(x) (x)
-#define DISPATCH_U64(T)                                                                        \
-    switch (op) {                                                                              \
-    case OP_ADD:                                                                               \
-    case OP_ADD_ABS: LOOP(T, uint64_t, SAME, XF_ID, C_ADD, ID_ZERO); break;                    \
-    case OP_ADD_SQUARE: LOOP(T, uint64_t, SAME, XF_SQUARE, C_ADD, ID_ZERO); break;             \
-    case OP_MUL: LOOP(T, uint64_t, SAME, XF_ID, C_MUL, ID_ONE); break;                         \
-    case OP_MAX: LOOP(T, uint64_t, SAME, XF_ID, C_MAX, ID_SELF); break;                        \
-    case OP_MIN: LOOP(T, uint64_t, SAME, XF_ID, C_MIN, ID_SELF); break;                        \
-    case OP_ADD_EXP: break;                                                                    \
+#define DISPATCH_U64(T)                                                                            \
+    switch (op) {                                                                                  \
+    case OP_ADD:                                                                                   \
+    case OP_ADD_ABS:                                                                               \
+        LOOP(T, uint64_t, SAME, XF_ID, C_ADD, ID_ZERO);                                            \
+        break;                                                                                     \
+    case OP_ADD_SQUARE:                                                                            \
+        LOOP(T, uint64_t, SAME, XF_SQUARE, C_ADD, ID_ZERO);                                        \
+        break;                                                                                     \
+    case OP_MUL:                                                                                   \
+        LOOP(T, uint64_t, SAME, XF_ID, C_MUL, ID_ONE);                                             \
+        break;                                                                                     \
+    case OP_MAX:                                                                                   \
+        LOOP(T, uint64_t, SAME, XF_ID, C_MAX, ID_SELF);                                            \
+        break;                                                                                     \
+    case OP_MIN:                                                                                   \
+        LOOP(T, uint64_t, SAME, XF_ID, C_MIN, ID_SELF);                                            \
+        break;                                                                                     \
+    case OP_ADD_EXP:                                                                               \
+        break;                                                                                     \
     }
 
 #define HALF(x) core_half_to_float(x)
 #define BF16(x) core_bf16_to_float(x)
 
 /* One function per input type keeps the switch on the operation outside the loops. */
-#define DEFINE_FLOAT(NAME, T, LOAD)                                                            \
-    static void NAME(pass_op op, acc_class cls, const void *src, int64_t n, bool sum_run,      \
-                     void *acc, const double *m)                                               \
-    {                                                                                          \
-        (void)cls;                                                                             \
-        DISPATCH_F64(T, LOAD)                                                                  \
+#define DEFINE_FLOAT(NAME, T, LOAD)                                                                \
+    static void NAME(pass_op op, acc_class cls, const void *src, int64_t n, bool sum_run,          \
+                     void *acc, const double *m)                                                   \
+    {                                                                                              \
+        (void)cls;                                                                                 \
+        DISPATCH_F64(T, LOAD)                                                                      \
     }
-#define DEFINE_INT(NAME, T, DISPATCH)                                                          \
-    static void NAME(pass_op op, acc_class cls, const void *src, int64_t n, bool sum_run,      \
-                     void *acc, const double *m)                                               \
-    {                                                                                          \
-        if (cls == ACC_F64) {                                                                  \
-            DISPATCH_F64(T, SAME)                                                              \
-        } else {                                                                               \
-            DISPATCH(T)                                                                        \
-        }                                                                                      \
+#define DEFINE_INT(NAME, T, DISPATCH)                                                              \
+    static void NAME(pass_op op, acc_class cls, const void *src, int64_t n, bool sum_run,          \
+                     void *acc, const double *m)                                                   \
+    {                                                                                              \
+        if (cls == ACC_F64) {                                                                      \
+            DISPATCH_F64(T, SAME)                                                                  \
+        } else {                                                                                   \
+            DISPATCH(T)                                                                            \
+        }                                                                                          \
     }
 
 /* Max and min of float input, the common case (softmax, quantisation ranges): compared in
  * the input's precision with select expressions that compile to max/min instructions, and
  * NaN noted on the side instead of branching per element, several times faster than the
  * generic double loop. A NaN seen makes the result NaN, as numpy's. */
-#define EXTREME_F32(BETTER)                                                                    \
-    do {                                                                                       \
-        unsigned nan = 0;                                                                      \
-        if (sum_run) {                                                                         \
-            if (isnan(a[0])) return;                                                           \
-            float m[8], r = (float)a[0];                                                       \
-            for (int k = 0; k < 8; k++) m[k] = r;                                              \
-            int64_t j = 0;                                                                     \
-            for (; j + 8 <= n; j += 8) {                                                       \
-                for (int k = 0; k < 8; k++) {                                                  \
-                    float v = p[j + k];                                                        \
-                    m[k] = BETTER(v, m[k]) ? v : m[k];                                         \
-                    nan |= v != v;                                                             \
-                }                                                                              \
-            }                                                                                  \
-            for (; j < n; j++) {                                                               \
-                float v = p[j];                                                                \
-                r = BETTER(v, r) ? v : r;                                                      \
-                nan |= v != v;                                                                 \
-            }                                                                                  \
-            for (int k = 0; k < 8; k++) r = BETTER(m[k], r) ? m[k] : r;                        \
-            a[0] = nan ? NAN : r;                                                              \
-            return;                                                                            \
-        }                                                                                      \
-        for (int64_t j = 0; j < n; j++) {                                                      \
-            double v = p[j];                                                                   \
-            a[j] = BETTER(v, a[j]) ? v : a[j];                                                 \
-            nan |= v != v;                                                                     \
-        }                                                                                      \
-        if (nan)                                                                               \
-            for (int64_t j = 0; j < n; j++)                                                    \
-                if (isnan(p[j])) a[j] = NAN;                                                   \
+#define EXTREME_F32(BETTER)                                                                        \
+    do {                                                                                           \
+        unsigned nan = 0;                                                                          \
+        if (sum_run) {                                                                             \
+            if (isnan(a[0])) return;                                                               \
+            float m[8], r = (float)a[0];                                                           \
+            for (int k = 0; k < 8; k++) m[k] = r;                                                  \
+            int64_t j = 0;                                                                         \
+            for (; j + 8 <= n; j += 8) {                                                           \
+                for (int k = 0; k < 8; k++) {                                                      \
+                    float v = p[j + k];                                                            \
+                    m[k] = BETTER(v, m[k]) ? v : m[k];                                             \
+                    nan |= v != v;                                                                 \
+                }                                                                                  \
+            }                                                                                      \
+            for (; j < n; j++) {                                                                   \
+                float v = p[j];                                                                    \
+                r = BETTER(v, r) ? v : r;                                                          \
+                nan |= v != v;                                                                     \
+            }                                                                                      \
+            for (int k = 0; k < 8; k++) r = BETTER(m[k], r) ? m[k] : r;                            \
+            a[0] = nan ? NAN : r;                                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t j = 0; j < n; j++) {                                                          \
+            double v = p[j];                                                                       \
+            a[j] = BETTER(v, a[j]) ? v : a[j];                                                     \
+            nan |= v != v;                                                                         \
+        }                                                                                          \
+        if (nan)                                                                                   \
+            for (int64_t j = 0; j < n; j++)                                                        \
+                if (isnan(p[j])) a[j] = NAN;                                                       \
     } while (0)
 
 #define GREATER(x, y) ((x) > (y))
-#define LESS(x, y) ((x) < (y))
+#define LESS(x, y)    ((x) < (y))
 
 static void max_f32(const float *restrict p, int64_t n, bool sum_run, double *restrict a)
 {
@@ -370,8 +408,8 @@ static void min_f32(const float *restrict p, int64_t n, bool sum_run, double *re
     EXTREME_F32(LESS);
 }
 
-static void acc_f32(pass_op op, acc_class cls, const void *src, int64_t n, bool sum_run,
-                    void *acc, const double *m)
+static void acc_f32(pass_op op, acc_class cls, const void *src, int64_t n, bool sum_run, void *acc,
+                    const double *m)
 {
     (void)cls;
     if (op == OP_MAX)
@@ -400,19 +438,32 @@ typedef void (*acc_fn)(pass_op op, acc_class cls, const void *src, int64_t n, bo
 static acc_fn kernel_for(ferry_dtype dt)
 {
     switch (dt) {
-    case FERRY_DTYPE_FLOAT: return acc_f32;
-    case FERRY_DTYPE_DOUBLE: return acc_f64;
-    case FERRY_DTYPE_FLOAT16: return acc_f16;
-    case FERRY_DTYPE_BFLOAT16: return acc_bf16;
-    case FERRY_DTYPE_INT8: return acc_i8;
-    case FERRY_DTYPE_INT16: return acc_i16;
-    case FERRY_DTYPE_INT32: return acc_i32;
-    case FERRY_DTYPE_INT64: return acc_i64;
-    case FERRY_DTYPE_UINT8: return acc_u8;
-    case FERRY_DTYPE_UINT16: return acc_u16;
-    case FERRY_DTYPE_UINT32: return acc_u32;
-    case FERRY_DTYPE_UINT64: return acc_u64;
-    default: return NULL;
+    case FERRY_DTYPE_FLOAT:
+        return acc_f32;
+    case FERRY_DTYPE_DOUBLE:
+        return acc_f64;
+    case FERRY_DTYPE_FLOAT16:
+        return acc_f16;
+    case FERRY_DTYPE_BFLOAT16:
+        return acc_bf16;
+    case FERRY_DTYPE_INT8:
+        return acc_i8;
+    case FERRY_DTYPE_INT16:
+        return acc_i16;
+    case FERRY_DTYPE_INT32:
+        return acc_i32;
+    case FERRY_DTYPE_INT64:
+        return acc_i64;
+    case FERRY_DTYPE_UINT8:
+        return acc_u8;
+    case FERRY_DTYPE_UINT16:
+        return acc_u16;
+    case FERRY_DTYPE_UINT32:
+        return acc_u32;
+    case FERRY_DTYPE_UINT64:
+        return acc_u64;
+    default:
+        return NULL;
     }
 }
 
@@ -490,14 +541,30 @@ static void walk(const eng_tensor *in, const runs *r, pass_op op, acc_class cls,
 static void int_limits(ferry_dtype dt, int64_t *lo, uint64_t *hi)
 {
     switch (dt) {
-    case FERRY_DTYPE_INT8: *lo = INT8_MIN, *hi = INT8_MAX; break;
-    case FERRY_DTYPE_INT16: *lo = INT16_MIN, *hi = INT16_MAX; break;
-    case FERRY_DTYPE_INT32: *lo = INT32_MIN, *hi = INT32_MAX; break;
-    case FERRY_DTYPE_INT64: *lo = INT64_MIN, *hi = INT64_MAX; break;
-    case FERRY_DTYPE_UINT8: *lo = 0, *hi = UINT8_MAX; break;
-    case FERRY_DTYPE_UINT16: *lo = 0, *hi = UINT16_MAX; break;
-    case FERRY_DTYPE_UINT32: *lo = 0, *hi = UINT32_MAX; break;
-    default: *lo = 0, *hi = UINT64_MAX; break;
+    case FERRY_DTYPE_INT8:
+        *lo = INT8_MIN, *hi = INT8_MAX;
+        break;
+    case FERRY_DTYPE_INT16:
+        *lo = INT16_MIN, *hi = INT16_MAX;
+        break;
+    case FERRY_DTYPE_INT32:
+        *lo = INT32_MIN, *hi = INT32_MAX;
+        break;
+    case FERRY_DTYPE_INT64:
+        *lo = INT64_MIN, *hi = INT64_MAX;
+        break;
+    case FERRY_DTYPE_UINT8:
+        *lo = 0, *hi = UINT8_MAX;
+        break;
+    case FERRY_DTYPE_UINT16:
+        *lo = 0, *hi = UINT16_MAX;
+        break;
+    case FERRY_DTYPE_UINT32:
+        *lo = 0, *hi = UINT32_MAX;
+        break;
+    default:
+        *lo = 0, *hi = UINT64_MAX;
+        break;
     }
 }
 
@@ -522,24 +589,29 @@ static void fill_start(void *acc, int64_t n, pass_op op, acc_class cls, ferry_dt
 static inline double result_f64(reduce_kind kind, double a, double m, int64_t count)
 {
     switch (kind) {
-    case K_MEAN: return a / (double)count; /* NaN over no elements, as numpy's mean */
-    case K_L2: return sqrt(a);
-    case K_LOG_SUM: return log(a);
+    case K_MEAN:
+        return a / (double)count; /* NaN over no elements, as numpy's mean */
+    case K_L2:
+        return sqrt(a);
+    case K_LOG_SUM:
+        return log(a);
     /* An infinite maximum decides the result; subtracting it would give NaN. */
-    case K_LOG_SUM_EXP: return isinf(m) ? m : m + log(a);
-    default: return a;
+    case K_LOG_SUM_EXP:
+        return isinf(m) ? m : m + log(a);
+    default:
+        return a;
     }
 }
 
-#define FINISH_FLOAT(T, STORE)                                                                 \
-    do {                                                                                       \
-        T *o = dst;                                                                            \
-        for (int64_t i = 0; i < n; i++)                                                        \
-            o[i] = STORE(result_f64(kind, a[i], m ? m[i] : 0.0, count));                       \
+#define FINISH_FLOAT(T, STORE)                                                                     \
+    do {                                                                                           \
+        T *o = dst;                                                                                \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            o[i] = STORE(result_f64(kind, a[i], m ? m[i] : 0.0, count));                           \
     } while (0)
 
-#define TO_F32(x) ((float)(x))
-#define TO_F16(x) core_float_to_half((float)(x))
+#define TO_F32(x)  ((float)(x))
+#define TO_F16(x)  core_float_to_half((float)(x))
 #define TO_BF16(x) core_float_to_bf16((float)(x))
 
 /* Writes the N results to DST in type DT. */
@@ -549,10 +621,18 @@ static void finish(ferry_dtype dt, reduce_kind kind, acc_class cls, const void *
     if (cls == ACC_F64) {
         const double *a = acc;
         switch (dt) {
-        case FERRY_DTYPE_FLOAT: FINISH_FLOAT(float, TO_F32); break;
-        case FERRY_DTYPE_DOUBLE: FINISH_FLOAT(double, SAME); break;
-        case FERRY_DTYPE_FLOAT16: FINISH_FLOAT(uint16_t, TO_F16); break;
-        case FERRY_DTYPE_BFLOAT16: FINISH_FLOAT(uint16_t, TO_BF16); break;
+        case FERRY_DTYPE_FLOAT:
+            FINISH_FLOAT(float, TO_F32);
+            break;
+        case FERRY_DTYPE_DOUBLE:
+            FINISH_FLOAT(double, SAME);
+            break;
+        case FERRY_DTYPE_FLOAT16:
+            FINISH_FLOAT(uint16_t, TO_F16);
+            break;
+        case FERRY_DTYPE_BFLOAT16:
+            FINISH_FLOAT(uint16_t, TO_BF16);
+            break;
         default: /* integer L2, LogSum and LogSumExp: truncated like numpy's astype */
             for (int64_t i = 0; i < n; i++)
                 core_store_f64(dt, dst, i, result_f64(kind, a[i], m ? m[i] : 0.0, count));
@@ -602,13 +682,27 @@ static ferry_status *reduce_run(eng_op_call *call)
     pass_op op;
     switch (s->kind) {
     case K_SUM_SQUARE:
-    case K_L2: op = OP_ADD_SQUARE; break;
-    case K_L1: op = OP_ADD_ABS; break;
-    case K_LOG_SUM_EXP: op = OP_ADD_EXP; break;
-    case K_PROD: op = OP_MUL; break;
-    case K_MAX: op = OP_MAX; break;
-    case K_MIN: op = OP_MIN; break;
-    default: op = OP_ADD; break;
+    case K_L2:
+        op = OP_ADD_SQUARE;
+        break;
+    case K_L1:
+        op = OP_ADD_ABS;
+        break;
+    case K_LOG_SUM_EXP:
+        op = OP_ADD_EXP;
+        break;
+    case K_PROD:
+        op = OP_MUL;
+        break;
+    case K_MAX:
+        op = OP_MAX;
+        break;
+    case K_MIN:
+        op = OP_MIN;
+        break;
+    default:
+        op = OP_ADD;
+        break;
     }
     fill_start(acc, n_out, op, cls, in->dtype);
     if (!r.empty) walk(in, &r, op, cls, acc, maxima);
@@ -617,9 +711,11 @@ static ferry_status *reduce_run(eng_op_call *call)
 }
 
 /* Each reduction has an attribute entry and, from INPUT_OPSET, an axes-input entry. */
-#define REDUCE(NAME, INIT, INPUT_OPSET)                                                        \
-    {"", NAME, 1, 0, INIT, free, reduce_infer, reduce_run},                                    \
-        {"", NAME, INPUT_OPSET, 1u << 1, INIT, free, reduce_infer, reduce_run}
+#define REDUCE(NAME, INIT, INPUT_OPSET)                                                            \
+    {"", NAME, 1, 0, INIT, free, reduce_infer, reduce_run},                                        \
+    {                                                                                              \
+        "", NAME, INPUT_OPSET, 1u << 1, INIT, free, reduce_infer, reduce_run                       \
+    }
 
 static const eng_op ops[] = {
     REDUCE("ReduceSum", sum_init, 13),

@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define R FERRY_MAX_RANK
+#define R            FERRY_MAX_RANK
 #define MAX_ELEMENTS ((int64_t)1 << 40)
 
 /* The engine passes NULL for inputs and outputs that the model names ""; the required ones
@@ -89,12 +89,12 @@ static ferry_status *resize_init(const eng_node *node, int opset, void **state)
     if (m == 3) m = MODE_LINEAR; /* Upsample-1's name for it */
     if (m < 0 || (m == MODE_CUBIC && kind < 11))
         return core_error(FERRY_ERR_INVALID_MODEL, "unknown mode '%s'", mode);
-    static const char *const coords[] = {"half_pixel",           "asymmetric",
-                                         "pytorch_half_pixel",   "tf_half_pixel_for_nn",
-                                         "align_corners",        "tf_crop_and_resize"};
-    const char *coord = kind < 11 ? "asymmetric"
-                                  : eng_attr_string(node, "coordinate_transformation_mode",
-                                                    "half_pixel");
+    static const char *const coords[] = {"half_pixel",         "asymmetric",
+                                         "pytorch_half_pixel", "tf_half_pixel_for_nn",
+                                         "align_corners",      "tf_crop_and_resize"};
+    const char *coord = kind < 11
+                            ? "asymmetric"
+                            : eng_attr_string(node, "coordinate_transformation_mode", "half_pixel");
     int c = find(coord, coords, 6);
     /* tf_half_pixel_for_nn was dropped in opset 13. */
     if (c < 0 || (c == CT_TF_HALF_PIXEL_FOR_NN && opset >= 13))
@@ -152,8 +152,7 @@ static ferry_status *resize_shape(const eng_op_call *call, double *scale, int64_
                               "scales has %zu values for an input of rank %d", s->n_scales, rank);
         for (int d = 0; d < rank; d++) scale[d] = s->scales[d];
     } else if (sizes) {
-        if (scales)
-            return core_error(FERRY_ERR_INVALID_ARGUMENT, "give scales or sizes, not both");
+        if (scales) return core_error(FERRY_ERR_INVALID_ARGUMENT, "give scales or sizes, not both");
         if (sizes->dtype != FERRY_DTYPE_INT64 || eng_numel(sizes) != rank)
             return core_error(FERRY_ERR_INVALID_ARGUMENT,
                               "sizes must be %d int64 values (the input's rank)", rank);
@@ -219,22 +218,27 @@ static ferry_status *resize_infer(eng_op_call *call)
 
 /* The input coordinate of output coordinate X along a dim of IN input elements, following
  * ONNX's reference expression by expression so that rounding decisions agree. */
-static double source_coord(const resize_state *s, int64_t x, int64_t in, double scale,
-                           double roi0, double roi1)
+static double source_coord(const resize_state *s, int64_t x, int64_t in, double scale, double roi0,
+                           double roi1)
 {
     double width = scale * (double)in; /* the reference's output_width */
     switch (s->coord) {
     /* The product is exact in double for any dims a tensor can have, as in int64. */
-    case CT_ALIGN_CORNERS: return width == 1 ? 0.0 : (double)x * (double)(in - 1) / (width - 1);
-    case CT_ASYMMETRIC: return (double)x / scale;
+    case CT_ALIGN_CORNERS:
+        return width == 1 ? 0.0 : (double)x * (double)(in - 1) / (width - 1);
+    case CT_ASYMMETRIC:
+        return (double)x / scale;
     case CT_TF_CROP_AND_RESIZE: {
         double v = width == 1 ? (roi1 - roi0) * (double)(in - 1) / 2
                               : (double)x * (roi1 - roi0) * (double)(in - 1) / (width - 1);
         return v + roi0 * (double)(in - 1);
     }
-    case CT_PYTORCH_HALF_PIXEL: return width == 1 ? -0.5 : ((double)x + 0.5) / scale - 0.5;
-    case CT_TF_HALF_PIXEL_FOR_NN: return ((double)x + 0.5) / scale;
-    default: return ((double)x + 0.5) / scale - 0.5;
+    case CT_PYTORCH_HALF_PIXEL:
+        return width == 1 ? -0.5 : ((double)x + 0.5) / scale - 0.5;
+    case CT_TF_HALF_PIXEL_FOR_NN:
+        return ((double)x + 0.5) / scale;
+    default:
+        return ((double)x + 0.5) / scale - 0.5;
     }
 }
 
@@ -265,11 +269,21 @@ static void make_tap(const resize_state *s, int64_t x, int64_t in, double scale,
     if (s->mode == MODE_NEAREST) {
         bool up;
         switch (s->nearest) {
-        case NEAREST_ROUND_PREFER_CEIL: up = r >= 0.5; break;
-        case NEAREST_FLOOR: up = false; break;
-        case NEAREST_CEIL: up = r > 0; break;
-        case NEAREST_SIMPLE: up = scale < 1 && r > 0; break;
-        default: up = r > 0.5; break;
+        case NEAREST_ROUND_PREFER_CEIL:
+            up = r >= 0.5;
+            break;
+        case NEAREST_FLOOR:
+            up = false;
+            break;
+        case NEAREST_CEIL:
+            up = r > 0;
+            break;
+        case NEAREST_SIMPLE:
+            up = scale < 1 && r > 0;
+            break;
+        default:
+            up = r > 0.5;
+            break;
         }
         t->idx[0] = base + up;
         w[0] = 1;
@@ -319,14 +333,30 @@ static void store(ferry_dtype dt, void *data, int64_t i, double v)
     }
     double lo, hi;
     switch (dt) {
-    case FERRY_DTYPE_INT8: lo = INT8_MIN, hi = INT8_MAX; break;
-    case FERRY_DTYPE_UINT8: lo = 0, hi = UINT8_MAX; break;
-    case FERRY_DTYPE_INT16: lo = INT16_MIN, hi = INT16_MAX; break;
-    case FERRY_DTYPE_UINT16: lo = 0, hi = UINT16_MAX; break;
-    case FERRY_DTYPE_INT32: lo = INT32_MIN, hi = INT32_MAX; break;
-    case FERRY_DTYPE_UINT32: lo = 0, hi = UINT32_MAX; break;
-    case FERRY_DTYPE_UINT64: lo = 0, hi = 9223372036854775807.0; break;
-    default: lo = -9223372036854775808.0, hi = 9223372036854775807.0; break;
+    case FERRY_DTYPE_INT8:
+        lo = INT8_MIN, hi = INT8_MAX;
+        break;
+    case FERRY_DTYPE_UINT8:
+        lo = 0, hi = UINT8_MAX;
+        break;
+    case FERRY_DTYPE_INT16:
+        lo = INT16_MIN, hi = INT16_MAX;
+        break;
+    case FERRY_DTYPE_UINT16:
+        lo = 0, hi = UINT16_MAX;
+        break;
+    case FERRY_DTYPE_INT32:
+        lo = INT32_MIN, hi = INT32_MAX;
+        break;
+    case FERRY_DTYPE_UINT32:
+        lo = 0, hi = UINT32_MAX;
+        break;
+    case FERRY_DTYPE_UINT64:
+        lo = 0, hi = 9223372036854775807.0;
+        break;
+    default:
+        lo = -9223372036854775808.0, hi = 9223372036854775807.0;
+        break;
     }
     v = nearbyint(v);
     v = v < lo ? lo : v > hi ? hi : v;

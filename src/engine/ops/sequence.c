@@ -172,8 +172,8 @@ static ferry_status *slab(core_pool *pool, const eng_tensor *x, int axis, int64_
     t.data = core_pool_alloc(pool, bytes ? bytes : 1, 64);
     if (!t.data) return nomem();
     if (bytes)
-        eng_copy_strided(t.data, (const char *)x->data + (size_t)(start * strides[axis]) * esz,
-                         esz, t.rank, t.dims, strides);
+        eng_copy_strided(t.data, (const char *)x->data + (size_t)(start * strides[axis]) * esz, esz,
+                         t.rank, t.dims, strides);
     if (!keep_axis) {
         for (int d = axis; d + 1 < t.rank; d++) t.dims[d] = t.dims[d + 1];
         t.rank--;
@@ -182,8 +182,8 @@ static ferry_status *slab(core_pool *pool, const eng_tensor *x, int axis, int64_
     return NULL;
 }
 
-static ferry_status *split_to_seq(const eng_node *n, eng_tensor **ins, int n_ins,
-                                  eng_tensor **outs, core_pool *pool)
+static ferry_status *split_to_seq(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
+                                  core_pool *pool)
 {
     const eng_tensor *x = ins[0];
     int axis;
@@ -249,10 +249,12 @@ static ferry_status *concat_from_seq(const eng_node *n, eng_tensor **ins, int n_
     out->dims[axis] = 0;
     for (int64_t i = 0; i < len; i++) {
         if (e[i].dtype != e[0].dtype || e[i].rank != e[0].rank)
-            return core_error(FERRY_ERR_INVALID_ARGUMENT, "sequence elements differ in type or rank");
+            return core_error(FERRY_ERR_INVALID_ARGUMENT,
+                              "sequence elements differ in type or rank");
         for (int d = 0, s = 0; d < rank; d++) {
             int64_t v = new_axis && d == axis ? 1 : e[i].dims[s++];
-            if (d == axis) out->dims[d] += v;
+            if (d == axis)
+                out->dims[d] += v;
             else if (v != out->dims[d])
                 return core_error(FERRY_ERR_INVALID_ARGUMENT,
                                   "sequence elements differ outside the concatenation axis");
@@ -292,8 +294,8 @@ static ferry_status *optional_make(const eng_node *n, eng_tensor **ins, int n_in
     return st;
 }
 
-static ferry_status *optional_has(const eng_node *n, eng_tensor **ins, int n_ins,
-                                  eng_tensor **outs, core_pool *pool)
+static ferry_status *optional_has(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
+                                  core_pool *pool)
 {
     (void)n;
     bool has = n_ins > 0 && ins[0];
@@ -301,8 +303,8 @@ static ferry_status *optional_has(const eng_node *n, eng_tensor **ins, int n_ins
     return scalar_out(pool, FERRY_DTYPE_BOOL, has, outs[0]);
 }
 
-static ferry_status *optional_get(const eng_node *n, eng_tensor **ins, int n_ins,
-                                  eng_tensor **outs, core_pool *pool)
+static ferry_status *optional_get(const eng_node *n, eng_tensor **ins, int n_ins, eng_tensor **outs,
+                                  core_pool *pool)
 {
     (void)n;
     (void)pool;
@@ -324,8 +326,10 @@ static ferry_status *no_call(eng_op_call *call)
 }
 
 #define SEQ_OP(NAME, SINCE, FN)                                                                    \
-    {.domain = "", .name = NAME, .since_version = SINCE, .infer = no_call, .run = no_call,         \
-     .eval = FN}
+    {                                                                                              \
+        .domain = "", .name = NAME, .since_version = SINCE, .infer = no_call, .run = no_call,      \
+        .eval = FN                                                                                 \
+    }
 
 static const eng_op ops[] = {
     SEQ_OP("SequenceEmpty", 11, seq_empty),

@@ -57,8 +57,8 @@ static ferry_status *read_list(const char *what, const eng_tensor *t, int64_t *d
                           ferry_dtype_name(t->dtype));
     if (t->rank > 1) {
         char buf[128];
-        return core_error(FERRY_ERR_INVALID_ARGUMENT, "%s must be a 1-D tensor, got shape %s",
-                          what, eng_shape_str(t, buf, sizeof(buf)));
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "%s must be a 1-D tensor, got shape %s", what,
+                          eng_shape_str(t, buf, sizeof(buf)));
     }
     int64_t n = eng_numel(t);
     if ((uint64_t)n > max)
@@ -206,8 +206,7 @@ static ferry_status *squeeze_infer(eng_op_call *call)
     for (size_t i = 0; i < n; i++) {
         int axis;
         if ((st = eng_axis(axes[i], in->rank, &axis))) return st;
-        if (drop[axis])
-            return core_error(FERRY_ERR_INVALID_MODEL, "axis %d is listed twice", axis);
+        if (drop[axis]) return core_error(FERRY_ERR_INVALID_MODEL, "axis %d is listed twice", axis);
         if (in->dims[axis] != 1)
             return core_error(FERRY_ERR_INVALID_ARGUMENT,
                               "cannot squeeze axis %d of %s: its size is not 1", axis,

@@ -67,8 +67,8 @@ static ferry_status *read_scalar(const eng_tensor *t, const char *name, int64_t 
 {
     if (!is_int(t->dtype)) return eng_bad_dtype(name, t->dtype);
     if (eng_numel(t) != 1)
-        return core_error(FERRY_ERR_INVALID_ARGUMENT, "%s must be a scalar, got %lld values",
-                          name, (long long)eng_numel(t));
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "%s must be a scalar, got %lld values", name,
+                          (long long)eng_numel(t));
     if (!t->data) return core_error(FERRY_ERR_INTERNAL, "%s has no data at plan time", name);
     *v = core_load_i64(t->dtype, t->data, 0);
     return NULL;
@@ -440,7 +440,8 @@ static ferry_status *dft_check(const eng_op_call *call, dft_geom *g)
     if (norm < 0 || norm > r - 2)
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
                           "axis %lld is out of range for input of shape %s (the last dim holds "
-                          "the components)", (long long)axis, eng_shape_str(x, s1, sizeof(s1)));
+                          "the components)",
+                          (long long)axis, eng_shape_str(x, s1, sizeof(s1)));
     g->axis = (int)norm;
     g->len = x->dims[norm];
     g->n = g->len;
@@ -479,8 +480,13 @@ static ferry_status *dft_run(eng_op_call *call)
     ferry_status *err = dft_check(call, &g);
     if (err) return err;
     const eng_tensor *x = call->in[0];
-    line_job j = {.x = x, .y = call->out[0], .comps = (int)x->dims[x->rank - 1],
-                  .lines = g.outer * g.inner, .inner = g.inner, .len = g.len, .nout = g.nout};
+    line_job j = {.x = x,
+                  .y = call->out[0],
+                  .comps = (int)x->dims[x->rank - 1],
+                  .lines = g.outer * g.inner,
+                  .inner = g.inner,
+                  .len = g.len,
+                  .nout = g.nout};
     j.plan.n = g.n;
     run_lines(call, &j, a->inverse);
     return NULL;
@@ -536,8 +542,8 @@ static ferry_status *stft_check(const eng_op_call *call, stft_geom *g)
     if (fl_t) {
         if ((err = read_scalar(fl_t, "frame_length", &fl))) return err;
         if (fl < 1)
-            return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                              "frame_length must be positive, got %lld", (long long)fl);
+            return core_error(FERRY_ERR_INVALID_ARGUMENT, "frame_length must be positive, got %lld",
+                              (long long)fl);
     }
     if (win) {
         if (win->dtype != x->dtype)
@@ -549,8 +555,7 @@ static ferry_status *stft_check(const eng_op_call *call, stft_geom *g)
                               "window must be a non-empty 1-D tensor, got %s",
                               eng_shape_str(win, s1, sizeof(s1)));
     } else if (!fl_t) {
-        return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                          "one of window and frame_length is required");
+        return core_error(FERRY_ERR_INVALID_ARGUMENT, "one of window and frame_length is required");
     }
     /* The window sets the frame's extent; frame_length, when given, the DFT's (the frame is
      * zero-padded or cut to it). */
@@ -583,9 +588,16 @@ static ferry_status *stft_run(eng_op_call *call)
     stft_geom g;
     ferry_status *err = stft_check(call, &g);
     if (err) return err;
-    line_job j = {.x = call->in[0], .window = input(call, 2), .y = call->out[0],
-                  .comps = (int)g.comps, .lines = g.batch * g.frames, .len = g.wsize,
-                  .nout = g.nout, .step = g.step, .frames = g.frames, .signal_len = g.len};
+    line_job j = {.x = call->in[0],
+                  .window = input(call, 2),
+                  .y = call->out[0],
+                  .comps = (int)g.comps,
+                  .lines = g.batch * g.frames,
+                  .len = g.wsize,
+                  .nout = g.nout,
+                  .step = g.step,
+                  .frames = g.frames,
+                  .signal_len = g.len};
     j.plan.n = g.n;
     run_lines(call, &j, false);
     return NULL;
@@ -806,20 +818,62 @@ static ferry_status *mel_run(eng_op_call *call)
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "DFT", .since_version = 17, .value_inputs = 1u << 1,
-     .init = dft_init, .fini = free, .infer = dft_infer, .run = dft_run},
-    {.domain = "", .name = "DFT", .since_version = 20, .value_inputs = 1u << 1 | 1u << 2,
-     .init = dft_init, .fini = free, .infer = dft_infer, .run = dft_run},
-    {.domain = "", .name = "STFT", .since_version = 17, .value_inputs = 1u << 1 | 1u << 3,
-     .init = stft_init, .fini = free, .infer = stft_infer, .run = stft_run},
-    {.domain = "", .name = "HannWindow", .since_version = 17, .value_inputs = 1u,
-     .init = hann_init, .fini = free, .infer = window_infer, .run = window_run},
-    {.domain = "", .name = "HammingWindow", .since_version = 17, .value_inputs = 1u,
-     .init = hamming_init, .fini = free, .infer = window_infer, .run = window_run},
-    {.domain = "", .name = "BlackmanWindow", .since_version = 17, .value_inputs = 1u,
-     .init = blackman_init, .fini = free, .infer = window_infer, .run = window_run},
-    {.domain = "", .name = "MelWeightMatrix", .since_version = 17, .value_inputs = 1u | 1u << 1,
-     .init = mel_init, .fini = free, .infer = mel_infer, .run = mel_run},
+    {.domain = "",
+     .name = "DFT",
+     .since_version = 17,
+     .value_inputs = 1u << 1,
+     .init = dft_init,
+     .fini = free,
+     .infer = dft_infer,
+     .run = dft_run},
+    {.domain = "",
+     .name = "DFT",
+     .since_version = 20,
+     .value_inputs = 1u << 1 | 1u << 2,
+     .init = dft_init,
+     .fini = free,
+     .infer = dft_infer,
+     .run = dft_run},
+    {.domain = "",
+     .name = "STFT",
+     .since_version = 17,
+     .value_inputs = 1u << 1 | 1u << 3,
+     .init = stft_init,
+     .fini = free,
+     .infer = stft_infer,
+     .run = stft_run},
+    {.domain = "",
+     .name = "HannWindow",
+     .since_version = 17,
+     .value_inputs = 1u,
+     .init = hann_init,
+     .fini = free,
+     .infer = window_infer,
+     .run = window_run},
+    {.domain = "",
+     .name = "HammingWindow",
+     .since_version = 17,
+     .value_inputs = 1u,
+     .init = hamming_init,
+     .fini = free,
+     .infer = window_infer,
+     .run = window_run},
+    {.domain = "",
+     .name = "BlackmanWindow",
+     .since_version = 17,
+     .value_inputs = 1u,
+     .init = blackman_init,
+     .fini = free,
+     .infer = window_infer,
+     .run = window_run},
+    {.domain = "",
+     .name = "MelWeightMatrix",
+     .since_version = 17,
+     .value_inputs = 1u | 1u << 1,
+     .init = mel_init,
+     .fini = free,
+     .infer = mel_infer,
+     .run = mel_run},
 };
 
 const eng_op_table eng_ops_signal = {ops, sizeof(ops) / sizeof(ops[0])};

@@ -74,14 +74,16 @@ static ferry_status *normalizer_init(const eng_node *n, int opset, void **state)
     normalizer *s = calloc(1, sizeof(*s));
     if (!s) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
     const char *action = eng_attr_string(n, "case_change_action", "NONE");
-    if (!strcmp(action, "NONE")) s->action = CASE_NONE;
-    else if (!strcmp(action, "LOWER")) s->action = CASE_LOWER;
-    else if (!strcmp(action, "UPPER")) s->action = CASE_UPPER;
+    if (!strcmp(action, "NONE"))
+        s->action = CASE_NONE;
+    else if (!strcmp(action, "LOWER"))
+        s->action = CASE_LOWER;
+    else if (!strcmp(action, "UPPER"))
+        s->action = CASE_UPPER;
     else {
         free(s);
         return core_error(FERRY_ERR_INVALID_MODEL,
-                          "attribute case_change_action: '%s' is not NONE, LOWER or UPPER",
-                          action);
+                          "attribute case_change_action: '%s' is not NONE, LOWER or UPPER", action);
     }
     s->case_sensitive = eng_attr_int(n, "is_case_sensitive", 0) != 0;
     s->stopwords = eng_attr_strings(n, "stopwords", &s->n_stopwords);
@@ -147,8 +149,14 @@ static ferry_status *normalizer_run(eng_op_call *c)
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "StringNormalizer", .since_version = 10, .value_inputs = 1u,
-     .init = normalizer_init, .fini = free, .infer = normalizer_infer, .run = normalizer_run},
+    {.domain = "",
+     .name = "StringNormalizer",
+     .since_version = 10,
+     .value_inputs = 1u,
+     .init = normalizer_init,
+     .fini = free,
+     .infer = normalizer_infer,
+     .run = normalizer_run},
 };
 
 const eng_op_table eng_ops_strings = {ops, sizeof(ops) / sizeof(ops[0])};

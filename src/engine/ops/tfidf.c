@@ -43,13 +43,14 @@ static int cmp_tokens(const tfidf *t, int64_t n, int64_t pool_a, const void *tok
     for (int64_t k = 0; k < n; k++) {
         if (t->strings) {
             const char *a = t->pool_strs[pool_a + k];
-            const char *b = b_in_pool ? t->pool_strs[pos_b[0] + k]
-                                      : ((const char *const *)tokens_b)[pos_b[k]];
+            const char *b =
+                b_in_pool ? t->pool_strs[pos_b[0] + k] : ((const char *const *)tokens_b)[pos_b[k]];
             int c = strcmp(a, b ? b : "");
             if (c) return c;
         } else {
             int64_t a = t->pool_ints[pool_a + k];
-            int64_t b = b_in_pool ? t->pool_ints[pos_b[0] + k] : ((const int64_t *)tokens_b)[pos_b[k]];
+            int64_t b =
+                b_in_pool ? t->pool_ints[pos_b[0] + k] : ((const int64_t *)tokens_b)[pos_b[k]];
             if (a != b) return a < b ? -1 : 1;
         }
     }
@@ -82,9 +83,12 @@ static ferry_status *tfidf_init(const eng_node *n, int opset, void **state)
     t->max_n = eng_attr_int(n, "max_gram_length", 0);
     t->max_skip = eng_attr_int(n, "max_skip_count", 0);
     const char *mode = eng_attr_string(n, "mode", "");
-    if (!strcmp(mode, "TF")) t->mode = MODE_TF;
-    else if (!strcmp(mode, "IDF")) t->mode = MODE_IDF;
-    else if (!strcmp(mode, "TFIDF")) t->mode = MODE_TFIDF;
+    if (!strcmp(mode, "TF"))
+        t->mode = MODE_TF;
+    else if (!strcmp(mode, "IDF"))
+        t->mode = MODE_IDF;
+    else if (!strcmp(mode, "TFIDF"))
+        t->mode = MODE_TFIDF;
     else {
         st = core_error(FERRY_ERR_INVALID_MODEL, "attribute mode: '%s' is not TF, IDF or TFIDF",
                         mode);
@@ -124,14 +128,16 @@ static ferry_status *tfidf_init(const eng_node *n, int opset, void **state)
         int64_t start = t->counts[i];
         int64_t end = i + 1 < t->n_counts ? t->counts[i + 1] : (int64_t)t->pool_len;
         if (start < 0 || end < start || end > (int64_t)t->pool_len || (end - start) % len) {
-            st = core_error(FERRY_ERR_INVALID_MODEL, "ngram_counts[%zu] = %lld does not fit the "
-                            "pool", i, (long long)start);
+            st = core_error(FERRY_ERR_INVALID_MODEL,
+                            "ngram_counts[%zu] = %lld does not fit the "
+                            "pool",
+                            i, (long long)start);
             goto fail;
         }
         size_t count = (size_t)((end - start) / len);
         if (id + count > t->n_ngrams) {
             st = core_error(FERRY_ERR_INVALID_MODEL, "the pool holds more n-grams than "
-                            "ngram_indexes lists");
+                                                     "ngram_indexes lists");
             goto fail;
         }
         t->sorted[i] = malloc((count + 1) * sizeof(int64_t));
@@ -149,8 +155,8 @@ static ferry_status *tfidf_init(const eng_node *n, int opset, void **state)
     }
     /* From here on the sorted ids refer to pool positions. */
     for (int i = 0; i < 16; i++)
-        for (size_t k = 0; k < t->n_sorted[i]; k++) t->sorted[i][k] = t->sorted[i][k] << 32 |
-                                                                      first[t->sorted[i][k]];
+        for (size_t k = 0; k < t->n_sorted[i]; k++)
+            t->sorted[i][k] = t->sorted[i][k] << 32 | first[t->sorted[i][k]];
     t->width = 0;
     for (size_t i = 0; i < t->n_ngrams; i++) {
         if (t->indexes[i] < 0 || t->indexes[i] > 1 << 24) {
@@ -198,8 +204,10 @@ static int64_t lookup(const tfidf *t, int64_t n, const void *tokens, const int64
         size_t mid = (lo + hi) / 2;
         int c = cmp_tokens(t, n, ids[mid] & 0xffffffff, tokens, pos, false);
         if (c == 0) return ids[mid] >> 32;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -246,8 +254,13 @@ static ferry_status *tfidf_run(eng_op_call *c)
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "TfIdfVectorizer", .since_version = 9, .init = tfidf_init,
-     .fini = tfidf_free, .infer = tfidf_infer, .run = tfidf_run},
+    {.domain = "",
+     .name = "TfIdfVectorizer",
+     .since_version = 9,
+     .init = tfidf_init,
+     .fini = tfidf_free,
+     .infer = tfidf_infer,
+     .run = tfidf_run},
 };
 
 const eng_op_table eng_ops_tfidf = {ops, sizeof(ops) / sizeof(ops[0])};
