@@ -16,6 +16,18 @@
 
 #define KERN_INLINE inline __attribute__((always_inline))
 
+/* For functions made of many short copies (packing GEMM panels): stops GCC from turning each
+ * copy loop into a call to memcpy or memset, which costs more than the copy for runs of a few
+ * floats. */
+#if defined(__GNUC__) && !defined(__clang__)
+/* (An optimize attribute replaces the options of KERN_FAST_LOOPS, so it repeats them.) */
+#define KERN_NO_LIBCALLS                                                                       \
+    __attribute__((optimize("no-tree-loop-distribute-patterns", "fp-contract=fast",           \
+                            "vect-cost-model=dynamic", "no-trapping-math")))
+#else
+#define KERN_NO_LIBCALLS
+#endif
+
 /* Placed once after a file's includes. GCC at -O2 only vectorises loops whose trip count is
  * known at compile time, which row loops over tensor dims never are; -std=c17 turns off fusing
  * multiply-adds; and with trapping math GCC will not vectorise the selects in clamps and

@@ -1,13 +1,21 @@
 /* matmul.c - MatMul (numpy matmul semantics) and Gemm.
  *
- * float32 goes through kern_sgemm; float16 is widened to float32 in the workspace, multiplied
- * and narrowed back; float64 uses kern_dgemm; MatMul's integer types use plain loops with
- * wrap-around arithmetic, as numpy does.
+ * float32 goes through the GEMM driver (kernels/gemm.h). A constant B (the weights of a
+ * Linear layer) is packed into GEMM panels once, at load, for every context to share. Gemm's
+ * bias, when it is a vector over the output columns, and a fused activation (Relu, Clip,
+ * LeakyRelu moved here by the graph pass) are applied while each tile of the output is still
+ * in registers. MatMul takes the same kind of bias as an optional third input, which ONNX's
+ * MatMul does not have: it is there for a graph pass fusing MatMul + Add of a constant
+ * vector. Threads split one large product, or take whole matrices of a batched MatMul
+ * (attention) when there are enough of them. float16 is widened to float32 in the workspace,
+ * multiplied and narrowed back; float64 uses kern_dgemm; MatMul's integer types use plain
+ * loops with wrap-around arithmetic, as numpy does.
  */
 #include "engine/op.h"
 
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/half.h"
+#include "engine/kernels/parallel.h"
 #include "engine/kernels/simd.h"
 
 #include <stdlib.h>
@@ -24,6 +32,59 @@ static size_t align64(size_t x)
 {
     return (x + 63) & ~(size_t)63;
 }
+
+/* A constant B packed at load (both operators). */
+typedef struct mm_packed {
+    kern_packed *b;
+    int64_t k, n;
+} mm_packed;
+
+static void mm_unpack(void *packed)
+{
+    mm_packed *mp = packed;
+    if (!mp) return;
+    kern_packed_free(mp->b);
+    free(mp);
+}
+
+/* Maps the fused activation of NODE onto the GEMM epilogue's. */
+static kern_epilogue node_epilogue(const eng_node *node)
+{
+    const eng_fused_activation *fa = eng_node_activation(node);
+    kern_epilogue e = {.act = KERN_ACT_NONE, .a = fa->a, .b = fa->b};
+    switch (fa->kind) {
+    case ENG_ACT_RELU: e.act = KERN_ACT_RELU; break;
+    case ENG_ACT_CLIP: e.act = KERN_ACT_CLIP; break;
+    case ENG_ACT_LEAKY_RELU: e.act = KERN_ACT_LEAKY; break;
+    default: break;
+    }
+    return e;
+}
+
+/* The fused activation for the types the GEMM epilogue does not see. Integer tensors only
+ * ever get Relu fused (Clip's bounds must be float constants, LeakyRelu is float only), and
+ * Relu has no unsigned types. */
+#define DEFINE_ACTIVATE(name, T)                                                              \
+    static void name(T *y, int64_t n, const eng_fused_activation *fa)                        \
+    {                                                                                         \
+        if (fa->kind == ENG_ACT_NONE) return;                                                 \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            T v = y[i];                                                                       \
+            if (fa->kind == ENG_ACT_RELU) {                                                   \
+                v = v < 0 ? 0 : v;                                                            \
+            } else if (fa->kind == ENG_ACT_CLIP) {                                            \
+                v = v < fa->a ? (T)fa->a : v;                                                 \
+                v = v > fa->b ? (T)fa->b : v;                                                 \
+            } else if (fa->kind == ENG_ACT_LEAKY_RELU) {                                      \
+                v = v < 0 ? (T)(fa->a * v) : v;                                               \
+            }                                                                                 \
+            y[i] = v;                                                                         \
+        }                                                                                     \
+    }
+
+DEFINE_ACTIVATE(activate_f64, double)
+DEFINE_ACTIVATE(activate_i32, int32_t)
+DEFINE_ACTIVATE(activate_i64, int64_t)
 
 /* ---------------------------------------------------------------------------------------
  * MatMul
@@ -127,10 +188,27 @@ static bool mm_dtype_ok(ferry_dtype dt)
     }
 }
 
-static size_t mm_sgemm_workspace(const mm_plan *p)
+/* The (first) 2-D product of a float MatMul; data pointers are filled in per matrix. */
+static kern_gemm mm_gemm(const mm_plan *p, const mm_packed *packed)
 {
     int64_t m = p->fold ? p->m * p->batch_count : p->m;
-    return align64(kern_sgemm_workspace(m, p->n, p->k));
+    kern_gemm g = {.m = m, .n = p->n, .k = p->k, .alpha = 1.0f, .lda = p->k, .ldb = p->n,
+                   .ldc = p->n};
+    if (packed && packed->k == p->k && packed->n == p->n && p->fold) g.pb = packed->b;
+    return g;
+}
+
+/* Batched products that do not fold into one run whole matrices per thread. */
+static bool mm_by_matrix(const mm_plan *p, int slots)
+{
+    return !p->fold && slots > 1 && p->batch_count >= slots;
+}
+
+static size_t mm_sgemm_workspace(const mm_plan *p, const mm_packed *packed, int slots)
+{
+    kern_gemm g = mm_gemm(p, packed);
+    if (mm_by_matrix(p, slots)) return (size_t)slots * align64(kern_gemm_workspace(&g, 1));
+    return align64(kern_gemm_workspace(&g, slots));
 }
 
 static ferry_status *matmul_infer(eng_op_call *call)
@@ -144,13 +222,20 @@ static ferry_status *matmul_infer(eng_op_call *call)
     mm_plan p;
     ferry_status *st = mm_make_plan(a, b, &p);
     if (st) return st;
+    const eng_tensor *bias = input(call, 2);
+    if (bias && (bias->rank < 1 || a->dtype != FERRY_DTYPE_FLOAT ||
+                 bias->dtype != FERRY_DTYPE_FLOAT || eng_numel(bias) != p.n ||
+                 p.n != bias->dims[bias->rank - 1]))
+        return core_error(FERRY_ERR_INVALID_MODEL,
+                          "a fused MatMul bias must be float32 with one value per column");
     eng_tensor *y = call->out[0];
     y->dtype = a->dtype;
     eng_set_shape(y, p.out_rank, p.out_dims);
+    int slots = kern_slots(call->threads);
     if (a->dtype == FERRY_DTYPE_FLOAT) {
-        call->workspace_size = mm_sgemm_workspace(&p);
+        call->workspace_size = mm_sgemm_workspace(&p, call->packed, slots);
     } else if (a->dtype == FERRY_DTYPE_FLOAT16) {
-        call->workspace_size = mm_sgemm_workspace(&p) +
+        call->workspace_size = mm_sgemm_workspace(&p, NULL, slots) +
                                align64((size_t)eng_numel(a) * sizeof(float)) +
                                align64((size_t)eng_numel(b) * sizeof(float)) +
                                align64((size_t)eng_numel(y) * sizeof(float));
@@ -158,15 +243,64 @@ static ferry_status *matmul_infer(eng_op_call *call)
     return NULL;
 }
 
-static void mm_float(const mm_plan *p, const float *a, const float *b, float *y, void *ws)
+/* Offsets, in matrices, of A and B for output matrix BT of a batched product. */
+static void mm_batch_index(const mm_plan *p, int64_t bt, int64_t *ai, int64_t *bi)
 {
-    int64_t m = p->m, n = p->n, k = p->k;
+    *ai = *bi = 0;
+    for (int d = p->batch_rank - 1; d >= 0; d--) {
+        int64_t i = bt % p->batch[d];
+        bt /= p->batch[d];
+        *ai += i * p->a_step[d];
+        *bi += i * p->b_step[d];
+    }
+}
+
+typedef struct mm_ctx {
+    const mm_plan *p;
+    const mm_packed *packed;
+    const float *a, *b;
+    float *y;
+    char *ws;
+    size_t slot_ws;
+    kern_epilogue epi;
+    core_threadpool *pool;
+} mm_ctx;
+
+static void mm_matrix(void *arg, int64_t bt, int slot)
+{
+    const mm_ctx *c = arg;
+    const mm_plan *p = c->p;
+    int64_t ai, bi;
+    mm_batch_index(p, bt, &ai, &bi);
+    kern_gemm g = mm_gemm(p, c->packed);
+    g.a = c->a + ai * p->m * p->k;
+    g.b = c->b + bi * p->k * p->n;
+    g.c = c->y + bt * p->m * p->n;
+    g.epi = c->epi;
+    kern_gemm_run(&g, c->pool, c->ws + (size_t)slot * c->slot_ws);
+}
+
+static void mm_float(const eng_op_call *call, const mm_plan *p, const mm_packed *packed,
+                     const float *a, const float *b, float *y, void *ws)
+{
+    mm_ctx c = {.p = p, .packed = packed, .a = a, .b = b, .y = y, .ws = ws,
+                .epi = node_epilogue(call->node)};
+    const eng_tensor *bias = input(call, 2);
+    if (bias) c.epi.col_bias = bias->data;
+    int slots = kern_slots(call->threads);
     if (p->fold) {
-        kern_sgemm(false, false, m * p->batch_count, n, k, 1.0f, a, k, b, n, 0.0f, y, n, ws);
+        c.pool = call->threads;
+        mm_matrix(&c, 0, 0);
         return;
     }
-    MM_FOR_EACH_BATCH(p, kern_sgemm(false, false, m, n, k, 1.0f, a + a_index * m * k, k,
-                                    b + b_index * k * n, n, 0.0f, y + batch * m * n, n, ws));
+    if (mm_by_matrix(p, slots)) {
+        kern_gemm g = mm_gemm(p, packed);
+        c.slot_ws = align64(kern_gemm_workspace(&g, 1));
+        kern_parallel(call->threads, p->batch_count, mm_matrix, &c);
+        return;
+    }
+    c.pool = call->threads;
+    for (int64_t bt = 0; bt < p->batch_count; bt++) mm_matrix(&c, bt, 0);
 }
 
 static void mm_double(const mm_plan *p, const double *a, const double *b, double *y)
@@ -209,27 +343,67 @@ static ferry_status *matmul_run(eng_op_call *call)
     mm_plan p;
     ferry_status *st = mm_make_plan(a, b, &p);
     if (st) return st;
+    const eng_fused_activation *fa = eng_node_activation(call->node);
+    int64_t ny = eng_numel(y);
     switch (a->dtype) {
-    case FERRY_DTYPE_FLOAT: mm_float(&p, a->data, b->data, y->data, call->workspace); break;
+    case FERRY_DTYPE_FLOAT:
+        mm_float(call, &p, call->packed, a->data, b->data, y->data, call->workspace);
+        break;
     case FERRY_DTYPE_FLOAT16: {
         char *ws = call->workspace;
-        size_t gemm_ws = mm_sgemm_workspace(&p);
-        float *fa = (float *)(ws + gemm_ws);
-        float *fb = (float *)((char *)fa + align64((size_t)eng_numel(a) * sizeof(float)));
+        size_t gemm_ws = mm_sgemm_workspace(&p, NULL, kern_slots(call->threads));
+        float *fa32 = (float *)(ws + gemm_ws);
+        float *fb = (float *)((char *)fa32 + align64((size_t)eng_numel(a) * sizeof(float)));
         float *fy = (float *)((char *)fb + align64((size_t)eng_numel(b) * sizeof(float)));
-        kern_half_to_float(a->data, fa, eng_numel(a));
+        kern_half_to_float(a->data, fa32, eng_numel(a));
         kern_half_to_float(b->data, fb, eng_numel(b));
-        mm_float(&p, fa, fb, fy, ws);
-        kern_float_to_half(fy, y->data, eng_numel(y));
+        mm_float(call, &p, NULL, fa32, fb, fy, ws);
+        kern_float_to_half(fy, y->data, ny);
         break;
     }
-    case FERRY_DTYPE_DOUBLE: mm_double(&p, a->data, b->data, y->data); break;
-    case FERRY_DTYPE_INT32: mm_i32(&p, a->data, b->data, y->data); break;
-    case FERRY_DTYPE_INT64: mm_i64(&p, a->data, b->data, y->data); break;
-    case FERRY_DTYPE_UINT32: mm_u32(&p, a->data, b->data, y->data); break;
-    case FERRY_DTYPE_UINT64: mm_u64(&p, a->data, b->data, y->data); break;
+    case FERRY_DTYPE_DOUBLE:
+        mm_double(&p, a->data, b->data, y->data);
+        activate_f64(y->data, ny, fa);
+        break;
+    case FERRY_DTYPE_INT32:
+        mm_i32(&p, a->data, b->data, y->data);
+        activate_i32(y->data, ny, fa);
+        break;
+    case FERRY_DTYPE_INT64:
+        mm_i64(&p, a->data, b->data, y->data);
+        activate_i64(y->data, ny, fa);
+        break;
+    case FERRY_DTYPE_UINT32:
+        mm_u32(&p, a->data, b->data, y->data);
+        break;
+    case FERRY_DTYPE_UINT64:
+        mm_u64(&p, a->data, b->data, y->data);
+        break;
     default: return eng_bad_dtype("input A", a->dtype);
     }
+    return NULL;
+}
+
+/* Packs a constant float32 B that is one matrix (any leading dims of 1) at load. */
+static ferry_status *matmul_pack(const eng_node *node, const eng_tensor *const *inputs,
+                                 const void *state, void **packed)
+{
+    (void)node, (void)state;
+    const eng_tensor *b = inputs[1];
+    *packed = NULL;
+    if (!b || b->dtype != FERRY_DTYPE_FLOAT || b->rank < 2 || !b->data) return NULL;
+    int64_t k = b->dims[b->rank - 2], n = b->dims[b->rank - 1];
+    if (k <= 0 || n <= 0 || eng_numel(b) != k * n) return NULL;
+    mm_packed *mp = calloc(1, sizeof(*mp));
+    if (!mp) return core_error(FERRY_ERR_NO_MEMORY, "out of memory packing weights");
+    mp->k = k;
+    mp->n = n;
+    mp->b = kern_pack_b(KERN_ISA_AUTO, false, k, n, b->data, n);
+    if (!mp->b) {
+        mm_unpack(mp);
+        return core_error(FERRY_ERR_NO_MEMORY, "out of memory packing weights");
+    }
+    *packed = mp;
     return NULL;
 }
 
@@ -312,6 +486,16 @@ static ferry_status *gemm_check(const eng_op_call *call, gemm_dims *g)
     return NULL;
 }
 
+/* The GEMM of a Gemm call; data pointers are filled in by the caller. */
+static kern_gemm gemm_desc(const gemm_attrs *at, const gemm_dims *g, const mm_packed *packed)
+{
+    kern_gemm d = {.m = g->m, .n = g->n, .k = g->k, .alpha = at->alpha,
+                   .trans_a = at->trans_a, .lda = at->trans_a ? g->m : g->k,
+                   .trans_b = at->trans_b, .ldb = at->trans_b ? g->k : g->n, .ldc = g->n};
+    if (packed && packed->b && packed->k == g->k && packed->n == g->n) d.pb = packed->b;
+    return d;
+}
+
 static ferry_status *gemm_infer(eng_op_call *call)
 {
     gemm_dims g;
@@ -321,8 +505,10 @@ static ferry_status *gemm_infer(eng_op_call *call)
     y->dtype = call->in[0]->dtype;
     int64_t dims[2] = {g.m, g.n};
     eng_set_shape(y, 2, dims);
-    if (y->dtype != FERRY_DTYPE_DOUBLE) call->workspace_size = align64(
-        kern_sgemm_workspace(g.m, g.n, g.k));
+    if (y->dtype == FERRY_DTYPE_DOUBLE) return NULL;
+    const mm_packed *packed = y->dtype == FERRY_DTYPE_FLOAT ? call->packed : NULL;
+    kern_gemm d = gemm_desc(call->state, &g, packed);
+    call->workspace_size = align64(kern_gemm_workspace(&d, kern_slots(call->threads)));
     if (y->dtype == FERRY_DTYPE_FLOAT16) {
         const eng_tensor *c = input(call, 2);
         call->workspace_size += align64((size_t)eng_numel(call->in[0]) * sizeof(float)) +
@@ -352,6 +538,13 @@ static ferry_status *gemm_infer(eng_op_call *call)
 DEFINE_FILL_BIAS(fill_bias_f32, float)
 DEFINE_FILL_BIAS(fill_bias_f64, double)
 
+/* Whether C is one value per output column (shape [N] or [1, N]): the epilogue adds it. */
+static bool c_is_row(const eng_tensor *c, int64_t n)
+{
+    return (c->rank == 1 && c->dims[0] == n) ||
+           (c->rank == 2 && c->dims[0] == 1 && c->dims[1] == n);
+}
+
 static ferry_status *gemm_run(eng_op_call *call)
 {
     const gemm_attrs *at = call->state;
@@ -366,13 +559,16 @@ static ferry_status *gemm_run(eng_op_call *call)
         if (use_c) fill_bias_f64(y->data, c->data, c, g.m, g.n);
         kern_dgemm(at->trans_a, at->trans_b, g.m, g.n, g.k, at->alpha, a->data, lda, b->data,
                    ldb, use_c ? at->beta : 0.0, y->data, g.n);
+        activate_f64(y->data, g.m * g.n, eng_node_activation(call->node));
         return NULL;
     }
+    const mm_packed *packed = y->dtype == FERRY_DTYPE_FLOAT ? call->packed : NULL;
+    kern_gemm d = gemm_desc(at, &g, packed);
     char *ws = call->workspace;
     const float *fa = a->data, *fb = b->data, *fc = c ? c->data : NULL;
     float *fy = y->data;
     if (y->dtype == FERRY_DTYPE_FLOAT16) {
-        char *p = ws + align64(kern_sgemm_workspace(g.m, g.n, g.k));
+        char *p = ws + align64(kern_gemm_workspace(&d, kern_slots(call->threads)));
         float *wa = (float *)p;
         p += align64((size_t)eng_numel(a) * sizeof(float));
         float *wb = (float *)p;
@@ -389,17 +585,53 @@ static ferry_status *gemm_run(eng_op_call *call)
         fa = wa;
         fb = wb;
     }
-    if (use_c) fill_bias_f32(fy, fc, c, g.m, g.n);
-    kern_sgemm(at->trans_a, at->trans_b, g.m, g.n, g.k, at->alpha, fa, lda, fb, ldb,
-               use_c ? at->beta : 0.0f, fy, g.n, ws);
+    d.a = fa;
+    d.b = fb;
+    d.c = fy;
+    d.epi = node_epilogue(call->node);
+    if (use_c && at->beta == 1.0f && c_is_row(c, g.n)) {
+        d.epi.col_bias = fc;
+    } else if (use_c) {
+        fill_bias_f32(fy, fc, c, g.m, g.n);
+        d.beta = at->beta;
+    }
+    kern_gemm_run(&d, call->threads, ws);
     if (y->dtype == FERRY_DTYPE_FLOAT16) kern_float_to_half(fy, y->data, g.m * g.n);
     return NULL;
 }
 
+/* Packs a constant float32 B at load. (C is left alone: the hook cannot tell whether the
+ * node has a third input, and the common bias, a vector with beta 1, needs no preparing.) */
+static ferry_status *gemm_pack(const eng_node *node, const eng_tensor *const *inputs,
+                               const void *state, void **packed)
+{
+    (void)node;
+    const gemm_attrs *at = state;
+    const eng_tensor *b = inputs[1];
+    *packed = NULL;
+    if (!b || b->dtype != FERRY_DTYPE_FLOAT || b->rank != 2 || !b->data) return NULL;
+    int64_t k = at->trans_b ? b->dims[1] : b->dims[0], n = at->trans_b ? b->dims[0] : b->dims[1];
+    if (k <= 0 || n <= 0) return NULL;
+    mm_packed *mp = calloc(1, sizeof(*mp));
+    if (!mp) return core_error(FERRY_ERR_NO_MEMORY, "out of memory packing weights");
+    mp->k = k;
+    mp->n = n;
+    mp->b = kern_pack_b(KERN_ISA_AUTO, at->trans_b, k, n, b->data, at->trans_b ? k : n);
+    if (!mp->b) {
+        mm_unpack(mp);
+        return core_error(FERRY_ERR_NO_MEMORY, "out of memory packing weights");
+    }
+    *packed = mp;
+    return NULL;
+}
+
 static const eng_op ops[] = {
-    {.domain = "", .name = "MatMul", .since_version = 1, .infer = matmul_infer, .run = matmul_run},
+    {.domain = "", .name = "MatMul", .since_version = 1, .infer = matmul_infer,
+     .run = matmul_run, .pack = matmul_pack, .unpack = mm_unpack,
+     .flags = ENG_OP_FUSES_ACTIVATION},
     {.domain = "", .name = "Gemm", .since_version = 1, .init = gemm_init, .fini = gemm_fini,
-     .infer = gemm_infer, .run = gemm_run},
+     .infer = gemm_infer, .run = gemm_run, .pack = gemm_pack, .unpack = mm_unpack,
+     .flags = ENG_OP_FUSES_ACTIVATION},
 };
 
 const eng_op_table eng_ops_linalg = {ops, sizeof(ops) / sizeof(ops[0])};

@@ -3,10 +3,12 @@
  * Each has a float32 fast path; float64, float16 and bfloat16 go through a generic path that
  * reads and writes elements with core_load_f64/core_store_f64 and computes in double. The
  * statistics (means, variances, normalisation coefficients) are always accumulated in double:
- * they are few and this keeps long reductions accurate.
+ * they are few and this keeps long reductions accurate. Large float32 LayerNormalization and
+ * last-axis Softmax calls split their rows across the context's threads.
  */
 #include "engine/op.h"
 
+#include "engine/kernels/parallel.h"
 #include "engine/kernels/simd.h"
 
 #include <math.h>
@@ -15,6 +17,17 @@
 #include <string.h>
 
 KERN_FAST_LOOPS
+
+/* Rows are split across threads only when there are at least this many elements: below,
+ * waking the pool costs more than it saves. */
+#define PARALLEL_MIN_ELEMS 32768
+
+/* Rows per task: a few tasks per thread, so that uneven progress balances. */
+static int64_t rows_per_task(int64_t rows, core_threadpool *pool)
+{
+    int64_t tasks = 4 * (int64_t)kern_slots(pool);
+    return (rows + tasks - 1) / tasks;
+}
 
 static const eng_tensor *input(const eng_op_call *call, int i)
 {
@@ -423,6 +436,31 @@ KERN_CLONES static void ln_row_f32(const float *restrict xr, float *restrict yr,
     *inv_out = inv;
 }
 
+/* What the row tasks of a float32 LayerNormalization share. */
+typedef struct ln_ctx {
+    const ln_geom *g;
+    const float *x, *scale, *b;
+    float *y;
+    eng_tensor *mean, *inv; /* optional outputs */
+    double eps;
+    int64_t rows; /* rows per task */
+} ln_ctx;
+
+static void ln_rows(void *arg, int64_t task, int slot)
+{
+    (void)slot;
+    const ln_ctx *c = arg;
+    int64_t inner = c->g->inner, end = task * c->rows + c->rows;
+    if (end > c->g->outer) end = c->g->outer;
+    for (int64_t o = task * c->rows; o < end; o++) {
+        double mean, inv;
+        ln_row_f32(c->x + o * inner, c->y + o * inner, c->scale, c->b, inner, c->eps, &mean,
+                   &inv);
+        if (c->mean) core_store_f64(c->mean->dtype, c->mean->data, o, mean);
+        if (c->inv) core_store_f64(c->inv->dtype, c->inv->data, o, inv);
+    }
+}
+
 static ferry_status *ln_run(eng_op_call *call)
 {
     const ln_attrs *a = call->state;
@@ -444,6 +482,13 @@ static ferry_status *ln_run(eng_op_call *call)
         ln_expand(b, x, g.axis, bx);
     }
     bool fast = x->dtype == FERRY_DTYPE_FLOAT && !sx && !bx;
+    if (fast && g.outer > 1 && g.outer * g.inner >= PARALLEL_MIN_ELEMS) {
+        ln_ctx c = {.g = &g, .x = x->data, .y = y->data, .scale = scale->data,
+                    .b = b ? b->data : NULL, .mean = mean_out, .inv = inv_out,
+                    .eps = a->epsilon, .rows = rows_per_task(g.outer, call->threads)};
+        kern_parallel(call->threads, (g.outer + c.rows - 1) / c.rows, ln_rows, &c);
+        return NULL;
+    }
     for (int64_t o = 0; o < g.outer; o++) {
         int64_t base = o * g.inner;
         double mean, inv;
@@ -661,6 +706,24 @@ static void softmax_generic(const eng_tensor *xt, eng_tensor *yt, int64_t base, 
     }
 }
 
+/* What the row tasks of a last-axis float32 Softmax share. */
+typedef struct sm_ctx {
+    const float *x;
+    float *y;
+    int64_t n, outer, rows;
+    bool log;
+} sm_ctx;
+
+static void sm_rows(void *arg, int64_t task, int slot)
+{
+    (void)slot;
+    const sm_ctx *c = arg;
+    int64_t end = task * c->rows + c->rows;
+    if (end > c->outer) end = c->outer;
+    for (int64_t o = task * c->rows; o < end; o++)
+        softmax_row_f32(c->x + o * c->n, c->y + o * c->n, c->n, c->log);
+}
+
 static ferry_status *sm_run(eng_op_call *call)
 {
     const sm_attrs *a = call->state;
@@ -670,6 +733,13 @@ static ferry_status *sm_run(eng_op_call *call)
     const eng_tensor *x = call->in[0];
     eng_tensor *y = call->out[0];
     float *mx = call->workspace, *sum = mx ? mx + g.inner : NULL;
+    if (x->dtype == FERRY_DTYPE_FLOAT && g.inner == 1 && g.outer > 1 &&
+        g.outer * g.n >= PARALLEL_MIN_ELEMS) {
+        sm_ctx c = {.x = x->data, .y = y->data, .n = g.n, .outer = g.outer, .log = a->log,
+                    .rows = rows_per_task(g.outer, call->threads)};
+        kern_parallel(call->threads, (g.outer + c.rows - 1) / c.rows, sm_rows, &c);
+        return NULL;
+    }
     for (int64_t o = 0; o < g.outer; o++) {
         int64_t base = o * g.n * g.inner;
         if (x->dtype != FERRY_DTYPE_FLOAT)

@@ -10,6 +10,7 @@
 #include "engine/op.h"
 
 #include "engine/kernels/half.h"
+#include "engine/kernels/parallel.h"
 #include "engine/kernels/simd.h"
 #include "engine/kernels/window.h"
 
@@ -152,12 +153,12 @@ static ferry_status *pool_plan_make(const eng_op_call *call, pool_plan *p)
     return NULL;
 }
 
-/* Workspace of the float32 path: padded plane, then per-axis window counts. */
-static size_t pool_padded_ws(const pool_plan *p)
+/* Workspace of the float32 path: per-axis window counts, then one padded plane per thread. */
+static size_t pool_padded_ws(const pool_plan *p, int slots)
 {
     if (!p->padded_size) return 0;
-    return align64((size_t)p->padded_size * sizeof(float)) +
-           align64((size_t)(p->out[0] + p->out[1] + p->out[2]) * sizeof(float));
+    return align64((size_t)(p->out[0] + p->out[1] + p->out[2]) * sizeof(float)) +
+           (size_t)slots * align64((size_t)p->padded_size * sizeof(float));
 }
 
 static ferry_status *pool_infer(eng_op_call *call)
@@ -183,7 +184,7 @@ static ferry_status *pool_infer(eng_op_call *call)
         call->workspace_size = align64((size_t)eng_numel(x) * sizeof(float)) +
                                align64((size_t)eng_numel(y) * sizeof(float));
     if (x->dtype == FERRY_DTYPE_FLOAT || x->dtype == FERRY_DTYPE_FLOAT16)
-        call->workspace_size += pool_padded_ws(&p);
+        call->workspace_size += pool_padded_ws(&p, kern_slots(call->threads));
     return NULL;
 }
 
@@ -294,36 +295,37 @@ DEFINE_MAXPOOL(maxpool_u8, uint8_t, 0)
 DEFINE_AVGPOOL(avgpool_f32, float)
 DEFINE_AVGPOOL(avgpool_f64, double)
 
-/* float32 pooling without Indices. Each plane is copied into a padded plane (-FLT_MAX or 0
- * around it) covering every position a window reads, so rows need no bounds checks: an output
- * row is the max or sum of shifted input rows, one tap at a time, which vectorises. Average
- * divisors are products of per-axis tap counts. */
-KERN_CLONES static void pool_padded_f32(const pool_plan *p, bool max, bool include_pad,
-                                        const float *x, float *y, char *ws)
+/* What the tasks of one padded float32 pooling share. */
+typedef struct padded_ctx {
+    const pool_plan *p;
+    bool max;
+    const float *x;
+    float *y;
+    const float *cnt[SP]; /* average: taps inside the window, per axis and output position */
+    char *pads;           /* one padded plane per slot */
+    int64_t per_task;     /* planes per task */
+} padded_ctx;
+
+/* float32 pooling without Indices, planes [TASK * per_task, ...). Each plane is copied into a
+ * padded plane (-FLT_MAX or 0 around it) covering every position a window reads, so rows need
+ * no bounds checks: an output row is the max or sum of shifted input rows, one tap at a time,
+ * which vectorises. Average divisors are products of per-axis tap counts. */
+KERN_CLONES static void pool_padded_planes(void *arg, int64_t task, int slot)
 {
-    float *pad = (float *)ws;
-    float *cnt[SP];
-    cnt[0] = (float *)(ws + align64((size_t)p->padded_size * sizeof(float)));
-    cnt[1] = cnt[0] + p->out[0];
-    cnt[2] = cnt[1] + p->out[1];
+    const padded_ctx *c = arg;
+    const pool_plan *p = c->p;
+    bool max = c->max;
+    size_t pad_bytes = align64((size_t)p->padded_size * sizeof(float));
+    float *pad = (float *)(c->pads + (size_t)slot * pad_bytes);
     float fill = max ? -FLT_MAX : 0.0f;
+    /* Only the interior is rewritten per plane: the border keeps its fill. */
     for (int64_t i = 0; i < p->padded_size; i++) pad[i] = fill;
-    if (!max) {
-        for (int a = 0; a < SP; a++) {
-            int64_t begin = include_pad ? -p->pb[a] : 0;
-            int64_t end = include_pad ? p->in[a] + p->pe[a] : p->in[a];
-            for (int64_t o = 0; o < p->out[a]; o++) {
-                int64_t lo, hi;
-                taps(o * p->s[a] - p->pb[a], p->k[a], p->d[a], begin, end, &lo, &hi);
-                cnt[a][o] = (float)(hi - lo);
-            }
-        }
-    }
     int64_t p1 = p->padded[1], p2 = p->padded[2];
     int64_t copy = min64(p->in[2], p2 - p->pb[2]);
-    for (int64_t pl = 0; pl < p->planes; pl++) {
-        const float *xp = x + pl * p->in_size;
-        float *yp = y + pl * p->out_size;
+    int64_t pl_end = min64(p->planes, (task + 1) * c->per_task);
+    for (int64_t pl = task * c->per_task; pl < pl_end; pl++) {
+        const float *xp = c->x + pl * p->in_size;
+        float *yp = c->y + pl * p->out_size;
         for (int64_t i0 = 0; i0 < p->in[0] && i0 + p->pb[0] < p->padded[0]; i0++)
             for (int64_t i1 = 0; i1 < p->in[1] && i1 + p->pb[1] < p1; i1++)
                 if (copy > 0)
@@ -357,10 +359,10 @@ KERN_CLONES static void pool_padded_f32(const pool_plan *p, bool max, bool inclu
                     }
                 }
                 if (!max) {
-                    float c01 = cnt[0][o0] * cnt[1][o1];
+                    float c01 = c->cnt[0][o0] * c->cnt[1][o1];
                     for (int64_t o = 0; o < n; o++) {
-                        float c = c01 * cnt[2][o];
-                        yr[o] = c > 0 ? yr[o] / c : 0.0f;
+                        float cn = c01 * c->cnt[2][o];
+                        yr[o] = cn > 0 ? yr[o] / cn : 0.0f;
                     }
                 }
             }
@@ -368,15 +370,45 @@ KERN_CLONES static void pool_padded_f32(const pool_plan *p, bool max, bool inclu
     }
 }
 
+/* The padded path over every plane, planes split across POOL. */
+static void pool_padded_f32(const pool_plan *p, bool max, bool include_pad, const float *x,
+                            float *y, char *ws, core_threadpool *pool)
+{
+    float *cnt = (float *)ws;
+    padded_ctx c = {.p = p, .max = max, .x = x, .y = y,
+                    .pads = ws + align64((size_t)(p->out[0] + p->out[1] + p->out[2]) *
+                                         sizeof(float))};
+    c.cnt[0] = cnt;
+    c.cnt[1] = cnt + p->out[0];
+    c.cnt[2] = cnt + p->out[0] + p->out[1];
+    if (!max) {
+        for (int a = 0; a < SP; a++) {
+            int64_t begin = include_pad ? -p->pb[a] : 0;
+            int64_t end = include_pad ? p->in[a] + p->pe[a] : p->in[a];
+            for (int64_t o = 0; o < p->out[a]; o++) {
+                int64_t lo, hi;
+                taps(o * p->s[a] - p->pb[a], p->k[a], p->d[a], begin, end, &lo, &hi);
+                cnt[(a > 0 ? p->out[0] : 0) + (a > 1 ? p->out[1] : 0) + o] = (float)(hi - lo);
+            }
+        }
+    }
+    /* A few tasks per thread, each filling its padded plane's border once. */
+    int64_t tasks = (int64_t)kern_slots(pool) * 4;
+    if (p->in_size * p->planes < 65536) tasks = 1;
+    c.per_task = (p->planes + tasks - 1) / tasks;
+    if (c.per_task < 1) c.per_task = 1;
+    kern_parallel(pool, (p->planes + c.per_task - 1) / c.per_task, pool_padded_planes, &c);
+}
+
 static void pool_f32(const pool_plan *p, const pool_attrs *at, const float *x, float *y,
-                     int64_t *indices, char *ws)
+                     int64_t *indices, char *ws, core_threadpool *pool)
 {
     if (indices || (!p->padded_size && at->max))
         maxpool_f32(p, at->column_major, x, y, indices);
     else if (!p->padded_size)
         avgpool_f32(p, at->count_include_pad, x, y);
     else
-        pool_padded_f32(p, at->max, at->count_include_pad, x, y, ws);
+        pool_padded_f32(p, at->max, at->count_include_pad, x, y, ws, pool);
 }
 
 static ferry_status *pool_run(eng_op_call *call)
@@ -391,7 +423,7 @@ static ferry_status *pool_run(eng_op_call *call)
     bool cm = at->column_major;
     switch (x->dtype) {
     case FERRY_DTYPE_FLOAT:
-        pool_f32(&p, at, x->data, y->data, ind, call->workspace);
+        pool_f32(&p, at, x->data, y->data, ind, call->workspace, call->threads);
         break;
     case FERRY_DTYPE_DOUBLE:
         if (at->max)
@@ -406,7 +438,7 @@ static ferry_status *pool_run(eng_op_call *call)
         float *fy = (float *)((char *)fx + align64((size_t)eng_numel(x) * sizeof(float)));
         char *rest = (char *)fy + align64((size_t)eng_numel(y) * sizeof(float));
         kern_half_to_float(x->data, fx, eng_numel(x));
-        pool_f32(&p, at, fx, fy, ind, rest);
+        pool_f32(&p, at, fx, fy, ind, rest, call->threads);
         kern_float_to_half(fy, y->data, eng_numel(y));
         break;
     }

@@ -1,0 +1,46 @@
+/* parallel.c - task queue with scratch slots over core_parallel_for.
+ *
+ * The pool is asked for exactly one index per slot. Each index is run by one thread, and a
+ * thread that runs two indices runs them one after the other, so a slot is never used by two
+ * threads at once. Inside, threads take task numbers from a shared counter until none are
+ * left: a thread that wakes late simply finds the queue empty.
+ */
+#include "engine/kernels/parallel.h"
+
+#include <stdatomic.h>
+
+typedef struct queue {
+    kern_task_fn fn;
+    void *arg;
+    int64_t ntasks;
+    atomic_int_fast64_t next;
+} queue;
+
+static void drain(void *arg, int64_t begin, int64_t end)
+{
+    queue *q = arg;
+    for (int64_t slot = begin; slot < end; slot++) {
+        int64_t t;
+        while ((t = atomic_fetch_add_explicit(&q->next, 1, memory_order_relaxed)) < q->ntasks)
+            q->fn(q->arg, t, (int)slot);
+    }
+}
+
+int kern_slots(const core_threadpool *pool)
+{
+    return core_threadpool_size(pool);
+}
+
+void kern_parallel(core_threadpool *pool, int64_t ntasks, kern_task_fn fn, void *arg)
+{
+    if (ntasks <= 0) return;
+    int slots = kern_slots(pool);
+    if (slots <= 1 || ntasks == 1) {
+        for (int64_t t = 0; t < ntasks; t++) fn(arg, t, 0);
+        return;
+    }
+    queue q = {.fn = fn, .arg = arg, .ntasks = ntasks};
+    atomic_init(&q.next, 0);
+    int64_t n = ntasks < slots ? ntasks : slots;
+    core_parallel_for(pool, drain, &q, n, 1);
+}
