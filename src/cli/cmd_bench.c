@@ -153,6 +153,26 @@ static void fill_random(ferry_tensor_view *v)
     }
 }
 
+/* Peak resident memory of this process in MiB. VmHWM belongs to the process's own address
+ * space; getrusage's ru_maxrss survives execve, so a bench started from a large parent (a
+ * Python harness) would report the parent's peak instead. */
+static double peak_rss_mib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof(line), f)) {
+        long long kb;
+        if (sscanf(line, "VmHWM: %lld kB", &kb) == 1) {
+            fclose(f);
+            return (double)kb / 1024.0;
+        }
+    }
+    if (f) fclose(f);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
 static int cmp_double(const void *x, const void *y)
 {
     double a = *(const double *)x, b = *(const double *)y;
@@ -248,8 +268,7 @@ int cli_bench(int argc, char **argv)
     double mean = 0;
     for (size_t i = 0; i < n; i++) mean += samples[i];
     mean /= (double)n;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    double peak = peak_rss_mib();
     double p50 = percentile(samples, n, 50), p90 = percentile(samples, n, 90),
            p99 = percentile(samples, n, 99);
     if (a.json) {
@@ -259,7 +278,7 @@ int cli_bench(int argc, char **argv)
                "\"runs_per_s\": %.2f, \"samples_per_s\": %.2f, \"peak_rss_mib\": %.1f}\n",
                a.model, (long long)a.batch, a.threads, n, load_s * 1e3, first_s * 1e3, p50 * 1e3,
                p90 * 1e3, p99 * 1e3, mean * 1e3, samples[0] * 1e3, (double)n / total,
-               (double)n * (double)a.batch / total, (double)ru.ru_maxrss / 1024.0);
+               (double)n * (double)a.batch / total, peak);
     } else {
         printf("model:        %s\n", a.model);
         printf("batch:        %lld   threads: %d   runs: %zu in %.2f s\n", (long long)a.batch,
@@ -270,7 +289,7 @@ int cli_bench(int argc, char **argv)
                p50 * 1e3, p90 * 1e3, p99 * 1e3, mean * 1e3, samples[0] * 1e3);
         printf("throughput:   %.2f runs/s   %.2f samples/s\n", (double)n / total,
                (double)n * (double)a.batch / total);
-        printf("peak memory:  %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+        printf("peak memory:  %.1f MiB\n", peak);
     }
 out:
     for (size_t i = 0; views && i < n_in; i++) free(views[i].data);
