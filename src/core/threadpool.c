@@ -9,6 +9,16 @@
 
 #define SPIN_ITERATIONS 20000
 
+/* A spinning thread yields its core's shared resources to the other hyperthread (or vCPU) while
+ * it waits; without it a spinning worker slowed the caller's own serial work several-fold. */
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
 struct core_threadpool {
     int size;
     pthread_t *workers;
@@ -43,8 +53,10 @@ static void *worker_main(void *arg)
         unsigned gen;
         int spins = 0;
         while ((gen = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
-               spins < SPIN_ITERATIONS)
+               spins < SPIN_ITERATIONS) {
+            CPU_RELAX();
             spins++;
+        }
         if (gen == seen) {
             pthread_mutex_lock(&p->lock);
             while ((gen = atomic_load(&p->generation)) == seen && !p->stop)
@@ -137,7 +149,10 @@ void core_parallel_for(core_threadpool *p, core_parallel_fn fn, void *arg, int64
     work(p);
     if (atomic_load(&p->pending) > 0) {
         int spins = 0;
-        while (atomic_load(&p->pending) > 0 && spins < SPIN_ITERATIONS) spins++;
+        while (atomic_load(&p->pending) > 0 && spins < SPIN_ITERATIONS) {
+            CPU_RELAX();
+            spins++;
+        }
         pthread_mutex_lock(&p->lock);
         while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->lock);
         pthread_mutex_unlock(&p->lock);

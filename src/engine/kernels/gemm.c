@@ -317,14 +317,19 @@ KERN_CLONES static void pack_b_block(int nr, bool trans, const float *b, int64_t
         }
         return;
     }
+    /* Transposing: 16 steps of K at a time, so that each source row gives one cache line
+     * and the panel rows being written stay in L1. */
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int64_t cols = min64(nr, nc - jr);
-        for (int64_t j = 0; j < cols; j++) {
-            const float *restrict src = b + (j0 + jr + j) * ldb + p0;
-            for (int64_t p = 0; p < kc; p++) pb[p * nr + j] = src[p];
+        for (int64_t q = 0; q < kc; q += 16) {
+            int64_t qe = min64(kc, q + 16);
+            for (int64_t j = 0; j < cols; j++) {
+                const float *restrict src = b + (j0 + jr + j) * ldb + p0;
+                for (int64_t p = q; p < qe; p++) pb[p * nr + j] = src[p];
+            }
+            for (int64_t j = cols; j < nr; j++)
+                for (int64_t p = q; p < qe; p++) pb[p * nr + j] = 0.0f;
         }
-        for (int64_t j = cols; j < nr; j++)
-            for (int64_t p = 0; p < kc; p++) pb[p * nr + j] = 0.0f;
         pb += kc * nr;
     }
 }

@@ -579,7 +579,7 @@ static ferry_status *sm_check(const eng_op_call *call, sm_geom *g)
 
 static ferry_status *sm_infer(eng_op_call *call)
 {
-    sm_geom g;
+    sm_geom g = {0};
     ferry_status *st = sm_check(call, &g);
     if (st) return st;
     eng_same_shape(call->out[0], call->in[0]);
@@ -727,7 +727,7 @@ static void sm_rows(void *arg, int64_t task, int slot)
 static ferry_status *sm_run(eng_op_call *call)
 {
     const sm_attrs *a = call->state;
-    sm_geom g;
+    sm_geom g = {0};
     ferry_status *st = sm_check(call, &g);
     if (st) return st;
     const eng_tensor *x = call->in[0];
