@@ -407,6 +407,8 @@ static bool as_activation(const ferry_model *m, const eng_node *n, eng_fused_act
 
 /* Moves an activation into the operator producing its input when that operator can apply it
  * while writing its output (Conv, Gemm, MatMul): one pass over memory instead of two. */
+static void fuse_matmul_bias(ferry_model *m, const int *uses);
+
 static void fuse_activations(ferry_model *m)
 {
     int *uses = calloc((size_t)m->n_values + 1, sizeof(int));
@@ -415,6 +417,9 @@ static void fuse_activations(ferry_model *m)
         for (int i = 0; i < m->nodes[k].n_in; i++)
             if (m->nodes[k].in[i] >= 0) uses[m->nodes[k].in[i]]++;
     for (int i = 0; i < m->n_outputs; i++) uses[m->outputs[i]] += 2;
+    /* Bias first, so that MatMul + Add + Relu ends as one MatMul. A fused Add's output keeps
+     * its single use (now by the activation), so the counts stay right. */
+    fuse_matmul_bias(m, uses);
     for (int k = 0; k < m->n_nodes; k++) {
         eng_node *act = &m->nodes[k];
         eng_fused_activation fa;
@@ -433,6 +438,49 @@ static void fuse_activations(ferry_model *m)
         act->folded = true;
     }
     free(uses);
+}
+
+/* MatMul(A, B) followed by Add of a constant float vector over B's columns becomes MatMul with
+ * that vector as its third input (a bias its kernel adds while writing the output), as exporters
+ * emit Linear layers. Only when the bias provably matches: B constant with its last dimension
+ * equal to the vector's length. */
+static void fuse_matmul_bias(ferry_model *m, const int *uses)
+{
+    for (int k = 0; k < m->n_nodes; k++) {
+        eng_node *add = &m->nodes[k];
+        if (add->folded || *add->domain || strcmp(add->op_type, "Add") || add->n_in != 2 ||
+            add->n_out != 1 || add->opset < 7)
+            continue;
+        for (int side = 0; side < 2; side++) {
+            int v = add->in[side], c = add->in[1 - side];
+            if (v < 0 || c < 0 || m->values[v].kind != ENG_VALUE_NODE || uses[v] != 1) continue;
+            const eng_tensor *bias = &m->values[c].tensor;
+            if (m->values[c].kind != ENG_VALUE_CONST || bias->dtype != FERRY_DTYPE_FLOAT ||
+                bias->rank != 1)
+                continue;
+            eng_node *mm = &m->nodes[m->values[v].producer];
+            if (mm->folded || *mm->domain || strcmp(mm->op_type, "MatMul") || mm->n_in != 2 ||
+                mm->n_implicit || mm->out[0] != v || mm->activation.kind != ENG_ACT_NONE)
+                continue;
+            int b = mm->in[1];
+            if (b < 0 || m->values[b].kind != ENG_VALUE_CONST) continue;
+            const eng_tensor *w = &m->values[b].tensor;
+            if (w->dtype != FERRY_DTYPE_FLOAT || w->rank < 2 ||
+                w->dims[w->rank - 1] != bias->dims[0])
+                continue;
+            int *ins = core_pool_alloc(&m->pool, 4 * sizeof(int), 8);
+            if (!ins) return; /* an optimisation: skipping it is correct */
+            ins[0] = mm->in[0];
+            ins[1] = b;
+            ins[2] = c;
+            mm->in = ins;
+            mm->n_in = 3;
+            mm->out[0] = add->out[0];
+            m->values[add->out[0]].producer = m->values[v].producer;
+            add->folded = true;
+            break;
+        }
+    }
 }
 
 /* Lets operators prepare constant inputs (weights) once for all contexts. */
