@@ -4,7 +4,8 @@
  * environment is read first, then the command line, which wins.
  *
  * FERRY_HAVE_SERVE comes with the ferry_serve library (src/serve/CMakeLists.txt); a build that
- * does not link it (the engine-only edge build) gets a `ferry serve` that explains the server is not built in.
+ * does not link it (the engine-only edge build) gets a `ferry serve` that explains the server
+ * is not built in.
  */
 #include "cli/cli.h"
 
