@@ -25,6 +25,7 @@
 #ifndef FERRY_H
 #define FERRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -164,6 +165,15 @@ typedef struct ferry_model_options {
     /* Threads each execution context uses inside one run (the caller's thread included);
      * 0 or 1 runs single-threaded. Each context owns its own workers. */
     int intra_op_threads;
+    /* Batch slicing. When every operator of a model computes the samples of a batch
+     * independently (most vision models: see ferry_model_batch_separable), a large batch runs as
+     * slices of a few samples, so that a slice's activations stay in cache, and with several
+     * threads each thread runs its own slices from the first operator to the last. Outputs are
+     * the same either way. A slice holds as many samples as fit in batch_slice_bytes of
+     * activations (0: 8 MiB, a share of a server's last-level cache); a batch that fits whole
+     * runs whole. Set disable_batch_slicing to always run the whole batch at once. */
+    bool disable_batch_slicing;
+    size_t batch_slice_bytes;
 } ferry_model_options;
 
 /* Describes one graph input or output. Strings and arrays belong to the model. */
@@ -228,6 +238,10 @@ ferry_status *ferry_model_property(const ferry_model *model, size_t index, const
 size_t ferry_model_node_count(const ferry_model *model);
 /* The operator of node INDEX (in execution order) as "Domain:OpType" or "OpType" for ai.onnx. */
 const char *ferry_model_node_op(const ferry_model *model, size_t index);
+/* True when every input and output carries the batch on axis 0 and no operator mixes samples,
+ * so that batches may run in slices (ferry_model_options.batch_slicing). Decided at load from the
+ * operators and their attributes; conservative (a model using Shape, for one, is not). */
+bool ferry_model_batch_separable(const ferry_model *model);
 /* Number of parameters (elements of all initializers) and their bytes. */
 void ferry_model_parameter_stats(const ferry_model *model, uint64_t *count, uint64_t *bytes);
 
@@ -251,9 +265,50 @@ void ferry_context_destroy(ferry_context *ctx);
 ferry_status *ferry_context_run(ferry_context *ctx, const ferry_tensor_view *inputs,
                                 size_t input_count);
 
+/* Samples per slice in the last successful run, or 0 when the batch ran whole (see
+ * ferry_model_options.disable_batch_slicing). */
+int64_t ferry_context_slice_size(const ferry_context *ctx);
+
 /* The view of output INDEX from the last successful run, owned by the context and valid until
  * the next run or ferry_context_destroy(). */
 ferry_status *ferry_context_output(const ferry_context *ctx, size_t index, ferry_tensor_view *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Profiling: per-node run counts and wall time, as ONNX Runtime's profiler and TFLite's
+ * benchmark_model report them. Off by default; when off a run pays a NULL check per node. Like the
+ * context itself, these functions must not be called while another thread runs the context.
+ * ------------------------------------------------------------------------------------- */
+
+/* Turns per-node counters on or off. Enabling allocates one zeroed counter per node, owned by
+ * the context (enabling again keeps the counts; ferry_context_reset_profile() zeroes them);
+ * disabling frees them. From then on every ferry_context_run() adds one run and the node's wall
+ * time (its kernel, threads included, measured on CLOCK_MONOTONIC) to each node it executes.
+ * A batch of independent samples may run as slices, several at once on the context's threads
+ * (see ferry_model_options.disable_batch_slicing): a node's time is then the sum over its slices,
+ * which can exceed the run's latency; shares between nodes stay meaningful. Returns
+ * FERRY_ERR_NO_MEMORY when the counters cannot be allocated; profiling then stays off. */
+ferry_status *ferry_context_set_profiling(ferry_context *ctx, bool enabled);
+
+/* One node's profile. The strings belong to the model. */
+typedef struct ferry_node_profile {
+    const char *name;     /* the node's name; "" when the model gives none */
+    const char *op;       /* as ferry_model_node_op() gives it: "Conv", "com.microsoft:Gelu" */
+    uint64_t runs;        /* runs that executed the node since profiling was enabled or reset */
+    uint64_t nanoseconds; /* their total time, summed over batch slices */
+} ferry_node_profile;
+
+/* The profile of node INDEX, numbered in execution order as ferry_model_node_op() numbers
+ * them. Nodes that never run as steps report 0 runs: those folded into constants at load, those
+ * fused into the node that produces their input (an activation applied by its Conv), and those
+ * evaluated while a plan is built (shape computations, control flow). Returns
+ * FERRY_ERR_INVALID_ARGUMENT when profiling is off and FERRY_ERR_NOT_FOUND for an index out of
+ * range. */
+ferry_status *ferry_context_node_profile(const ferry_context *ctx, size_t index,
+                                         ferry_node_profile *out);
+
+/* Zeroes every node's counters, for instance after warm-up runs. A no-op when profiling is
+ * off. */
+void ferry_context_reset_profile(ferry_context *ctx);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* cmd_bench.c - `ferry bench`: load time and per-run latency of one model, the figures
- * onnxruntime_perf_test and TFLite's benchmark_model give their users. */
+ * onnxruntime_perf_test and TFLite's benchmark_model give their users, and with --profile
+ * where the time goes: per operator type and the slowest nodes. */
 #include "cli/cli.h"
 
 #include <math.h>
@@ -13,6 +14,7 @@
 
 #define MAX_DIMS    64
 #define MAX_SAMPLES 1000000
+#define TOP_NODES   10
 
 typedef struct dim_value {
     const char *name;
@@ -26,6 +28,8 @@ typedef struct bench_args {
     double seconds;
     int warmup;
     bool json;
+    bool profile;
+    bool whole_batch;
     dim_value dims[MAX_DIMS];
     int n_dims;
 } bench_args;
@@ -62,6 +66,10 @@ static int parse_args(int argc, char **argv, bench_args *a)
         bool has_value = i + 1 < argc;
         if (!strcmp(s, "--json")) {
             a->json = true;
+        } else if (!strcmp(s, "--profile")) {
+            a->profile = true;
+        } else if (!strcmp(s, "--whole-batch")) {
+            a->whole_batch = true;
         } else if (!strcmp(s, "--batch") || !strcmp(s, "--threads") || !strcmp(s, "--warmup")) {
             if (!has_value) return cli_usage_error("%s needs a value", s);
             int64_t hi = !strcmp(s, "--batch") ? 1 << 20 : !strcmp(s, "--threads") ? 256 : 100000;
@@ -188,6 +196,147 @@ static double percentile(const double *sorted, size_t n, double p)
     return sorted[i];
 }
 
+/* Writes S as a JSON string literal. */
+static void put_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* One operator type's share of the profiled runs. */
+typedef struct op_time {
+    const char *op;
+    size_t nodes; /* nodes of this type that ran */
+    uint64_t ns;
+} op_time;
+
+/* One node that ran, with its execution-order index. */
+typedef struct node_time {
+    size_t index;
+    ferry_node_profile p;
+} node_time;
+
+/* The per-node counters of the timed runs, grouped by operator type. */
+typedef struct profile_report {
+    op_time *ops;
+    size_t n_ops;
+    node_time *nodes; /* the nodes that ran, slowest first */
+    size_t n_ran, n_nodes;
+    uint64_t total_ns; /* summed over nodes */
+} profile_report;
+
+static int cmp_op_time(const void *x, const void *y)
+{
+    const op_time *a = x, *b = y;
+    if (a->ns != b->ns) return a->ns < b->ns ? 1 : -1;
+    return strcmp(a->op, b->op);
+}
+
+static int cmp_node_time(const void *x, const void *y)
+{
+    const node_time *a = x, *b = y;
+    if (a->p.nanoseconds != b->p.nanoseconds) return a->p.nanoseconds < b->p.nanoseconds ? 1 : -1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+static void profile_report_free(profile_report *r)
+{
+    free(r->ops);
+    free(r->nodes);
+}
+
+/* Reads CTX's node counters into R (owned by the caller: profile_report_free). */
+static int collect_profile(const ferry_context *ctx, const ferry_model *model, profile_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->n_nodes = ferry_model_node_count(model);
+    r->ops = calloc(r->n_nodes + 1, sizeof(*r->ops));
+    r->nodes = calloc(r->n_nodes + 1, sizeof(*r->nodes));
+    if (!r->ops || !r->nodes) return cli_fail("out of memory for the profile");
+    for (size_t k = 0; k < r->n_nodes; k++) {
+        ferry_node_profile p;
+        ferry_status *st = ferry_context_node_profile(ctx, k, &p);
+        if (st) return cli_fail_status(st);
+        if (!p.runs) continue; /* folded, fused or evaluated while planning */
+        r->nodes[r->n_ran++] = (node_time){k, p};
+        r->total_ns += p.nanoseconds;
+        size_t o = 0;
+        while (o < r->n_ops && strcmp(r->ops[o].op, p.op)) o++;
+        if (o == r->n_ops) r->ops[r->n_ops++] = (op_time){p.op, 0, 0};
+        r->ops[o].nodes++;
+        r->ops[o].ns += p.nanoseconds;
+    }
+    qsort(r->ops, r->n_ops, sizeof(*r->ops), cmp_op_time);
+    qsort(r->nodes, r->n_ran, sizeof(*r->nodes), cmp_node_time);
+    return CLI_EXIT_OK;
+}
+
+static double share(uint64_t ns, uint64_t total)
+{
+    return total ? 100.0 * (double)ns / (double)total : 0;
+}
+
+/* The "profile" member of --json output: RUNS timed runs. */
+static void print_profile_json(const profile_report *r, size_t runs)
+{
+    printf(", \"profile\": {\"ops\": [");
+    for (size_t o = 0; o < r->n_ops; o++) {
+        printf("%s{\"op\": ", o ? ", " : "");
+        put_json_string(r->ops[o].op);
+        printf(", \"nodes\": %zu, \"ms_per_run\": %.6f, \"percent\": %.2f}", r->ops[o].nodes,
+               (double)r->ops[o].ns * 1e-6 / (double)runs, share(r->ops[o].ns, r->total_ns));
+    }
+    printf("], \"nodes\": [");
+    for (size_t k = 0; k < r->n_ran && k < TOP_NODES; k++) {
+        const node_time *n = &r->nodes[k];
+        printf("%s{\"name\": ", k ? ", " : "");
+        put_json_string(n->p.name);
+        printf(", \"index\": %zu, \"op\": ", n->index);
+        put_json_string(n->p.op);
+        printf(", \"ms_per_run\": %.6f, \"percent\": %.2f}",
+               (double)n->p.nanoseconds * 1e-6 / (double)runs,
+               share(n->p.nanoseconds, r->total_ns));
+    }
+    printf("]}");
+}
+
+/* The --profile tables after the text report: time per operator type, then the slowest
+ * nodes, both per timed run (RUNS of them). */
+static void print_profile_text(const profile_report *r, size_t runs)
+{
+    int w = 8; /* the op column: at least as wide as "op" and "(total)" */
+    for (size_t o = 0; o < r->n_ops; o++)
+        if ((int)strlen(r->ops[o].op) > w) w = (int)strlen(r->ops[o].op);
+    printf("\nprofile:      %zu of %zu nodes ran", r->n_ran, r->n_nodes);
+    if (r->n_ran < r->n_nodes)
+        printf(" (%zu folded or fused at load, or run while planning)", r->n_nodes - r->n_ran);
+    printf("\n");
+    printf("  %-*s %7s %10s %8s\n", w, "op", "nodes", "ms/run", "%");
+    for (size_t o = 0; o < r->n_ops; o++)
+        printf("  %-*s %7zu %10.4f %8.2f\n", w, r->ops[o].op, r->ops[o].nodes,
+               (double)r->ops[o].ns * 1e-6 / (double)runs, share(r->ops[o].ns, r->total_ns));
+    printf("  %-*s %7zu %10.4f %8.2f\n", w, "(total)", r->n_ran,
+           (double)r->total_ns * 1e-6 / (double)runs, r->total_ns ? 100.0 : 0.0);
+    if (!r->n_ran) return;
+    printf("\nslowest nodes:\n");
+    printf("  %10s %8s  %-*s  %s\n", "ms/run", "%", w, "op", "name");
+    for (size_t k = 0; k < r->n_ran && k < TOP_NODES; k++) {
+        const node_time *n = &r->nodes[k];
+        char unnamed[32];
+        snprintf(unnamed, sizeof(unnamed), "(node %zu)", n->index);
+        printf("  %10.4f %8.2f  %-*s  %s\n", (double)n->p.nanoseconds * 1e-6 / (double)runs,
+               share(n->p.nanoseconds, r->total_ns), w, n->p.op, *n->p.name ? n->p.name : unnamed);
+    }
+}
+
 int cli_bench(int argc, char **argv)
 {
     bench_args a;
@@ -196,10 +345,12 @@ int cli_bench(int argc, char **argv)
     ferry_context *ctx = NULL;
     ferry_tensor_view *views = NULL;
     double *samples = NULL;
+    profile_report prof = {0};
     ferry_status *st;
     size_t n_in = 0;
     if (rc) goto out;
-    ferry_model_options opts = {.intra_op_threads = a.threads};
+    ferry_model_options opts = {.intra_op_threads = a.threads,
+                                .disable_batch_slicing = a.whole_batch};
     double t0 = now_s();
     if ((st = ferry_model_open_file(a.model, &opts, &model))) {
         rc = cli_fail_status(st);
@@ -240,6 +391,12 @@ int cli_bench(int argc, char **argv)
         rc = cli_fail_status(st);
         goto out;
     }
+    /* On from the start so that warm-up runs the same timed path; reset after warm-up so that
+     * only the timed runs count. */
+    if (a.profile && (st = ferry_context_set_profiling(ctx, true))) {
+        rc = cli_fail_status(st);
+        goto out;
+    }
     t0 = now_s();
     if ((st = ferry_context_run(ctx, views, n_in))) {
         rc = cli_fail_status(st);
@@ -251,6 +408,7 @@ int cli_bench(int argc, char **argv)
             rc = cli_fail_status(st);
             goto out;
         }
+    ferry_context_reset_profile(ctx);
     size_t n = 0;
     double start = now_s(), end = start + a.seconds;
     while (n < MAX_SAMPLES) {
@@ -264,21 +422,28 @@ int cli_bench(int argc, char **argv)
         if (e >= end && n >= 5) break;
     }
     double total = now_s() - start;
+    if (a.profile && (rc = collect_profile(ctx, model, &prof))) goto out;
     qsort(samples, n, sizeof(double), cmp_double);
     double mean = 0;
     for (size_t i = 0; i < n; i++) mean += samples[i];
     mean /= (double)n;
     double peak = peak_rss_mib();
+    int64_t slice = ferry_context_slice_size(ctx);
     double p50 = percentile(samples, n, 50), p90 = percentile(samples, n, 90),
            p99 = percentile(samples, n, 99);
     if (a.json) {
-        printf("{\"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"runs\": %zu, "
+        printf("{\"model\": ");
+        put_json_string(a.model);
+        printf(", \"batch\": %lld, \"threads\": %d, \"runs\": %zu, "
                "\"load_ms\": %.3f, \"first_run_ms\": %.3f, \"median_ms\": %.4f, "
                "\"p90_ms\": %.4f, \"p99_ms\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, "
-               "\"runs_per_s\": %.2f, \"samples_per_s\": %.2f, \"peak_rss_mib\": %.1f}\n",
-               a.model, (long long)a.batch, a.threads, n, load_s * 1e3, first_s * 1e3, p50 * 1e3,
-               p90 * 1e3, p99 * 1e3, mean * 1e3, samples[0] * 1e3, (double)n / total,
+               "\"runs_per_s\": %.2f, \"samples_per_s\": %.2f, \"peak_rss_mib\": %.1f",
+               (long long)a.batch, a.threads, n, load_s * 1e3, first_s * 1e3, p50 * 1e3, p90 * 1e3,
+               p99 * 1e3, mean * 1e3, samples[0] * 1e3, (double)n / total,
                (double)n * (double)a.batch / total, peak);
+        printf(", \"slice\": %lld", (long long)slice);
+        if (a.profile) print_profile_json(&prof, n);
+        printf("}\n");
     } else {
         printf("model:        %s\n", a.model);
         printf("batch:        %lld   threads: %d   runs: %zu in %.2f s\n", (long long)a.batch,
@@ -290,8 +455,13 @@ int cli_bench(int argc, char **argv)
         printf("throughput:   %.2f runs/s   %.2f samples/s\n", (double)n / total,
                (double)n * (double)a.batch / total);
         printf("peak memory:  %.1f MiB\n", peak);
+        if (slice)
+            printf("batch slices: %lld of %lld samples (--whole-batch to run it at once)\n",
+                   (long long)(views[0].dims[0] / slice), (long long)slice);
+        if (a.profile) print_profile_text(&prof, n);
     }
 out:
+    profile_report_free(&prof);
     for (size_t i = 0; views && i < n_in; i++) free(views[i].data);
     free(views);
     free(samples);

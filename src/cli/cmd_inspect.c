@@ -90,6 +90,8 @@ int cli_inspect(int argc, char **argv)
         size /= 1024.0, unit = "KiB";
     printf("parameters: %llu (%.*f %s)\n", (unsigned long long)params, bytes < 1024 ? 0 : 2, size,
            unit);
+    printf("samples independent: %s\n",
+           ferry_model_batch_separable(m) ? "yes (large batches run in slices)" : "no");
     ferry_model_close(m);
     return CLI_EXIT_OK;
 }

@@ -73,8 +73,11 @@ static const char usage[] =
     "  inspect MODEL\n"
     "        show inputs, outputs, opsets, operator counts and parameter size\n"
     "  bench MODEL [--batch N] [--threads T] [--seconds S] [--warmup N] [--dim NAME=V] [--json]\n"
+    "        [--profile] [--whole-batch]\n"
     "        time one model: load, first run, median/p90/p99 latency, throughput, memory;\n"
-    "        random inputs, symbolic dims from --dim (the leading one from --batch)\n"
+    "        random inputs, symbolic dims from --dim (the leading one from --batch); with\n"
+    "        --profile, also the time per operator type and the 10 slowest nodes; with\n"
+    "        --whole-batch, never run a batch of independent samples as slices\n"
     "  version\n"
     "        print Ferry's version\n";
 

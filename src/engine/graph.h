@@ -97,6 +97,8 @@ struct ferry_model {
     int n_outputs;
     uint64_t max_weight_bytes, weight_bytes;
     int intra_op_threads;
+    bool batch_separable; /* samples never mix: a batch may run in slices (batch_split.h) */
+    size_t batch_slice_bytes; /* activations one slice may hold; 0: never slice */
     uint64_t param_count, param_bytes;
     const char **node_ops; /* "Domain:Op" per node, for ferry_model_node_op */
 

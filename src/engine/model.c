@@ -1,4 +1,5 @@
 /* model.c - the public model and context API of include/ferry.h. */
+#include "engine/batch_split.h"
 #include "engine/plan.h"
 
 #include <errno.h>
@@ -16,8 +17,11 @@
 struct ferry_context {
     const ferry_model *model;
     eng_plan *plan;
+    eng_split *split;   /* batches run in slices */
+    bool split_outputs; /* the last run's outputs are the split's */
     core_threadpool *threads;
     bool has_outputs;
+    eng_node_counter *profile; /* one per model node while profiling is on, else NULL */
 };
 
 void ferry_model_close(ferry_model *m)
@@ -73,6 +77,10 @@ static ferry_status *open_common(ferry_model *m, const void *data, size_t size,
     m->intra_op_threads = options && options->intra_op_threads > 0 ? options->intra_op_threads : 1;
     ferry_status *st = eng_load_model(m, data, size);
     if (!st) st = check_static(m);
+    if (!st) m->batch_separable = eng_batch_separable(m);
+    if (!options || !options->disable_batch_slicing)
+        m->batch_slice_bytes = options && options->batch_slice_bytes ? options->batch_slice_bytes
+                                                                     : DEFAULT_SLICE_BYTES;
     return st;
 }
 
@@ -251,6 +259,11 @@ const char *ferry_model_node_op(const ferry_model *m, size_t index)
     return index < (size_t)m->n_nodes ? m->node_ops[index] : NULL;
 }
 
+bool ferry_model_batch_separable(const ferry_model *m)
+{
+    return m->batch_separable;
+}
+
 void ferry_model_parameter_stats(const ferry_model *m, uint64_t *count, uint64_t *bytes)
 {
     *count = m->param_count;
@@ -281,7 +294,9 @@ void ferry_context_destroy(ferry_context *c)
 {
     if (!c) return;
     eng_plan_free(c->plan);
+    eng_split_free(c->split);
     core_threadpool_destroy(c->threads);
+    free(c->profile);
     free(c);
 }
 
@@ -304,12 +319,19 @@ ferry_status *ferry_context_run(ferry_context *c, const ferry_tensor_view *input
     ferry_status *st;
     for (size_t i = 0; i < n; i++)
         if ((st = eng_check_input(m, (int)i, &inputs[i], true))) return st;
+    bool sliced;
+    if ((st = eng_split_run(&c->split, m, inputs, c->threads, c->profile, &sliced))) return st;
+    c->split_outputs = sliced;
+    if (sliced) {
+        c->has_outputs = true;
+        return NULL;
+    }
     if (!c->plan || !eng_plan_matches(c->plan, m, inputs)) {
         eng_plan_free(c->plan);
         c->plan = NULL;
         if ((st = eng_plan_build(m, inputs, false, c->threads, &c->plan))) return st;
     }
-    if ((st = eng_plan_run(c->plan, m, inputs, c->threads))) return st;
+    if ((st = eng_plan_run(c->plan, m, inputs, c->threads, c->profile))) return st;
     c->has_outputs = true;
     return NULL;
 }
@@ -321,6 +343,47 @@ ferry_status *ferry_context_output(const ferry_context *c, size_t index, ferry_t
     if (index >= (size_t)c->model->n_outputs)
         return core_error(FERRY_ERR_NOT_FOUND, "output %zu does not exist (the model has %d)",
                           index, c->model->n_outputs);
-    *out = *eng_plan_value(c->plan, c->model->outputs[index]);
+    *out = c->split_outputs ? *eng_split_output(c->split, (int)index)
+                            : *eng_plan_value(c->plan, c->model->outputs[index]);
     return NULL;
+}
+
+int64_t ferry_context_slice_size(const ferry_context *c)
+{
+    return c->has_outputs && c->split_outputs ? eng_split_slice(c->split) : 0;
+}
+
+ferry_status *ferry_context_set_profiling(ferry_context *c, bool enabled)
+{
+    if (!enabled) {
+        free(c->profile);
+        c->profile = NULL;
+        return NULL;
+    }
+    if (c->profile) return NULL;
+    c->profile = calloc((size_t)c->model->n_nodes + 1, sizeof(*c->profile));
+    if (!c->profile) return core_error(FERRY_ERR_NO_MEMORY, "out of memory for the profile");
+    return NULL;
+}
+
+ferry_status *ferry_context_node_profile(const ferry_context *c, size_t index,
+                                         ferry_node_profile *out)
+{
+    const ferry_model *m = c->model;
+    if (!c->profile)
+        return core_error(FERRY_ERR_INVALID_ARGUMENT,
+                          "profiling is off for this context: call ferry_context_set_profiling");
+    if (index >= (size_t)m->n_nodes)
+        return core_error(FERRY_ERR_NOT_FOUND, "node %zu does not exist (the model has %d)", index,
+                          m->n_nodes);
+    out->name = m->nodes[index].name;
+    out->op = m->node_ops[index];
+    out->runs = c->profile[index].runs;
+    out->nanoseconds = c->profile[index].nanoseconds;
+    return NULL;
+}
+
+void ferry_context_reset_profile(ferry_context *c)
+{
+    if (c->profile) memset(c->profile, 0, (size_t)c->model->n_nodes * sizeof(*c->profile));
 }

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define ALIGN  64
 #define MAX_IO 4096
@@ -220,6 +221,11 @@ void eng_plan_free(eng_plan *p)
     core_pool_release(&p->strings);
     core_pool_release(&p->pool);
     free(p);
+}
+
+size_t eng_plan_arena_bytes(const eng_plan *p)
+{
+    return p->arena_size;
 }
 
 const eng_tensor *eng_plan_value(const eng_plan *p, int v)
@@ -451,8 +457,18 @@ bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor 
     return true;
 }
 
+/* Adds the time since T0 and one run to C. */
+static void count_step(eng_node_counter *c, const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ns = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000000 + (t1.tv_nsec - t0->tv_nsec);
+    c->runs++;
+    c->nanoseconds += ns > 0 ? (uint64_t)ns : 0;
+}
+
 ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs,
-                           core_threadpool *threads)
+                           core_threadpool *threads, eng_node_counter *counters)
 {
     for (int i = 0; i < m->n_inputs; i++) {
         int v = m->inputs[i];
@@ -462,8 +478,13 @@ ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *
     for (int s = 0; s < p->n_steps; s++) {
         eng_step *step = &p->steps[s];
         step->call.threads = threads;
+        struct timespec t0 = {0};
+        if (counters) clock_gettime(CLOCK_MONOTONIC, &t0);
         ferry_status *st = step->node->op->run(&step->call);
         if (st) return node_error(st, step->node);
+        /* Steps point into m->nodes (the plan was built from M), so the difference is the node's
+         * execution-order index, the numbering of ferry_model_node_op(). */
+        if (counters) count_step(&counters[step->node - m->nodes], &t0);
     }
     for (int i = 0; i < p->n_out_copies; i++) {
         const eng_tensor *src = &p->vals[p->out_copies[i]];

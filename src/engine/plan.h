@@ -21,10 +21,20 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
 /* True when INPUTS have the signature the plan was built for. */
 bool eng_plan_matches(const eng_plan *p, const ferry_model *m, const eng_tensor *inputs);
 
+/* A node's profile: how many runs executed it and their total wall time. */
+typedef struct eng_node_counter {
+    uint64_t runs;
+    uint64_t nanoseconds;
+} eng_node_counter;
+
 /* Runs the plan on INPUTS (same signature), operators splitting work over THREADS (may be
- * NULL). */
+ * NULL). With COUNTERS (one per node of M, indexed like m->nodes) each step is timed and added
+ * to its node's counter; NULL costs nothing. */
 ferry_status *eng_plan_run(eng_plan *p, const ferry_model *m, const eng_tensor *inputs,
-                           core_threadpool *threads);
+                           core_threadpool *threads, eng_node_counter *counters);
+
+/* Bytes of the plan's arena: every intermediate tensor and operator workspace of one run. */
+size_t eng_plan_arena_bytes(const eng_plan *p);
 
 /* The tensor of value V after a run. */
 const eng_tensor *eng_plan_value(const eng_plan *p, int v);

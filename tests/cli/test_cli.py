@@ -12,6 +12,7 @@ status (2 for usage errors, 1 for the rest) and never a crash.
 """
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -594,6 +595,87 @@ def test_undefined_tensor_reference(tmp_path, inputs, out_dir):
                        [float_info("y", [2, 3])])
     path = save_model(model, tmp_path / "dangling.onnx")
     assert_error(ferry("run", path, inputs[0], inputs[1], "-o", out_dir), 1, "nowhere")
+
+
+# ---------------------------------------------------------------------------------------------
+# bench --profile
+# ---------------------------------------------------------------------------------------------
+
+PROFILED_OPS = ["MatMul", "Sigmoid", "Add", "Transpose"]
+
+
+@pytest.fixture
+def profiled_model(tmp_path):
+    """y = Transpose(Sigmoid(x @ W) + x @ W): four operator types, none folded or fused, and
+    one node without a name."""
+    w = numpy_helper.from_array(np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8), "W")
+    model = make_model([helper.make_node("MatMul", ["x", "W"], ["h"], name="project"),
+                        helper.make_node("Sigmoid", ["h"], ["s"], name="gate"),
+                        helper.make_node("Add", ["s", "h"], ["a"], name="residual"),
+                        helper.make_node("Transpose", ["a"], ["y"])],
+                       [float_info("x", ["batch", 8])], [float_info("y", [8, "batch"])],
+                       initializers=[w])
+    return save_model(model, tmp_path / "profiled.onnx")
+
+
+def test_bench_profile_table(profiled_model):
+    result = ferry("bench", profiled_model, "--seconds", "0.2", "--profile")
+    assert_ok(result)
+    text = result.stdout
+    assert "latency:" in text, "the normal report is missing:\n" + text
+    after = text[text.index("profile:"):]
+    assert "4 of 4 nodes ran\n" in after, text
+    table, slowest = after.split("slowest nodes:")
+    rows = {}
+    for line in table.splitlines()[2:]:
+        fields = line.split()
+        if len(fields) == 4:
+            rows[fields[0]] = fields[1:]
+    for op in PROFILED_OPS:
+        assert op in rows, "%s has no row in the per-op table:\n%s" % (op, text)
+        assert rows[op][0] == "1", "%s: expected 1 node:\n%s" % (op, text)
+    assert rows["(total)"][0] == "4" and rows["(total)"][2] == "100.00", text
+    # Sorted by time, slowest first.
+    times = [float(rows[op][1]) for op in rows if op != "(total)"]
+    assert times == sorted(times, reverse=True), text
+    for name in ["project", "gate", "residual", "(node 3)"]:
+        assert name in slowest, "%r not among the slowest nodes:\n%s" % (name, text)
+
+
+def test_bench_profile_json(profiled_model):
+    result = ferry("bench", profiled_model, "--seconds", "0.2", "--profile", "--json")
+    assert_ok(result)
+    report = json.loads(result.stdout)
+    assert report["runs"] >= 5
+    profile = report["profile"]
+    ops = {entry["op"]: entry for entry in profile["ops"]}
+    assert sorted(ops) == sorted(PROFILED_OPS)
+    assert all(entry["nodes"] == 1 for entry in ops.values())
+    assert all(entry["ms_per_run"] >= 0 for entry in ops.values())
+    assert abs(sum(entry["percent"] for entry in profile["ops"]) - 100) < 0.1, profile
+    percents = [entry["percent"] for entry in profile["ops"]]
+    assert percents == sorted(percents, reverse=True)
+    nodes = profile["nodes"]
+    assert sorted(node["name"] for node in nodes) == ["", "gate", "project", "residual"]
+    assert {node["op"] for node in nodes} == set(PROFILED_OPS)
+    assert abs(sum(node["percent"] for node in nodes) - 100) < 0.1, profile
+    for node in nodes:
+        assert set(node) >= {"name", "op", "ms_per_run", "percent"}
+
+
+def test_bench_without_profile(profiled_model):
+    result = ferry("bench", profiled_model, "--seconds", "0.1", "--json")
+    assert_ok(result)
+    assert "profile" not in json.loads(result.stdout)
+    result = ferry("bench", profiled_model, "--seconds", "0.1")
+    assert_ok(result)
+    assert "profile:" not in result.stdout and "slowest nodes" not in result.stdout
+
+
+def test_bench_profile_in_help():
+    result = ferry("--help")
+    assert result.returncode == 0
+    assert "--profile" in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------

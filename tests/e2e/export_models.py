@@ -109,8 +109,10 @@ def build(name):
 MODELS = ["mlp", "resnet18", "mobilenetv2", "transformer"]
 
 
-def export(name, opset, out_dir, dynamic_batch=False):
+def export(name, opset, out_dir, dynamic_batch=False, batch=None):
     model, shape = build(name)
+    if batch:
+        shape = (batch,) + tuple(shape[1:])
     rng = np.random.default_rng(INPUT_SEED)
     x = rng.standard_normal(shape, dtype=np.float32)
     tx = torch.from_numpy(x)
@@ -157,11 +159,12 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--dynamic-batch", action="store_true",
                         help='make dimension 0 of input and output symbolic ("batch")')
+    parser.add_argument("--batch", type=int, help="samples in the example input")
     parser.add_argument("--print-ops", action="store_true",
                         help="print the operator types of the exported graph")
     args = parser.parse_args(argv)
 
-    model_path = export(args.model, args.opset, args.out, args.dynamic_batch)
+    model_path = export(args.model, args.opset, args.out, args.dynamic_batch, args.batch)
     if args.print_ops:
         counts = op_counts(model_path)
         print(" ".join("%s:%d" % (op, n) for op, n in sorted(counts.items())))

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """End-to-end check of one exported model against PyTorch's output.
 
-    test_models.py --ferry BIN --model NAME --opset N --workdir DIR [--dynamic-batch]
+    test_models.py --ferry BIN --model NAME --opset N --workdir DIR [--dynamic-batch] [--batch N]
 
 Exports the model into DIR/NAME-opN (only when model.onnx, input.npy and expected.npy are not
 all there already), runs
@@ -35,13 +35,13 @@ def fail(message):
     return 1
 
 
-def ensure_exported(model, opset, model_dir, dynamic_batch):
+def ensure_exported(model, opset, model_dir, dynamic_batch, batch):
     needed = ["model.onnx", "input.npy", "expected.npy"]
     if all(os.path.isfile(os.path.join(model_dir, name)) for name in needed):
         print("using the export in " + model_dir)
         return
     print("exporting %s (opset %d) into %s" % (model, opset, model_dir))
-    export_models.export(model, opset, model_dir, dynamic_batch)
+    export_models.export(model, opset, model_dir, dynamic_batch, batch)
 
 
 def compare(actual, expected):
@@ -82,13 +82,17 @@ def main(argv=None):
     parser.add_argument("--workdir", required=True, help="folder for exports and outputs")
     parser.add_argument("--dynamic-batch", action="store_true",
                         help='export with a symbolic batch dimension ("batch")')
+    parser.add_argument("--batch", type=int,
+                        help="samples in the input (a CNN's large batch runs in slices)")
     args = parser.parse_args(argv)
 
     name = "%s-op%d" % (args.model, args.opset)
     if args.dynamic_batch:
         name += "-dyn"
+    if args.batch:
+        name += "-b%d" % args.batch
     model_dir = os.path.join(os.path.abspath(args.workdir), name)
-    ensure_exported(args.model, args.opset, model_dir, args.dynamic_batch)
+    ensure_exported(args.model, args.opset, model_dir, args.dynamic_batch, args.batch)
 
     out_dir = os.path.join(model_dir, "ferry-out")
     os.makedirs(out_dir, exist_ok=True)

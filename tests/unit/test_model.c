@@ -360,11 +360,196 @@ static void input_echoed_as_output_outlives_the_call(void **state)
     free(m.d);
 }
 
+/* y = MatMul(Relu(MatMul(x, W)), Transpose(V)): Transpose folds at load (its input is an
+ * initializer), Relu fuses into the MatMul before it, and the last MatMul has no name. */
+static pbw profiled_model(void)
+{
+    pbw g = {0};
+    const float w[6] = {1, 2, 3, 4, 5, 6}, v[4] = {1, 0, 0, 1};
+    const int64_t vd[] = {2, 2};
+    const char *t_in[] = {"V", NULL}, *t_out[] = {"Vt", NULL};
+    const char *mm_in[] = {"x", "W", NULL}, *mm_out[] = {"h", NULL};
+    const char *r_in[] = {"h", NULL}, *r_out[] = {"r", NULL};
+    const char *mm2_in[] = {"r", "Vt", NULL}, *mm2_out[] = {"y", NULL};
+    pbw_node(&g, "Transpose", t_in, t_out, "fold");
+    pbw_node(&g, "MatMul", mm_in, mm_out, "mm");
+    pbw_node(&g, "Relu", r_in, r_out, "relu");
+    pbw_node(&g, "MatMul", mm2_in, mm2_out, NULL);
+    pbw_str(&g, 2, "g");
+    pbw_float_init(&g, "W", 2, dims32, w);
+    pbw_float_init(&g, "V", 2, vd, v);
+    const int64_t xd[] = {-1, 3}, yd[] = {-1, 2};
+    pbw_value_info(&g, 11, "x", 1, 2, xd);
+    pbw_value_info(&g, 12, "y", 1, 2, yd);
+    return pbw_model(&g, 13);
+}
+
+static void expect_profile_error(const ferry_context *ctx, size_t index, ferry_code code)
+{
+    ferry_node_profile p;
+    ferry_status *st = ferry_context_node_profile(ctx, index, &p);
+    assert_non_null(st);
+    assert_int_equal(ferry_status_code(st), code);
+    ferry_status_free(st);
+}
+
+/* Checks every node's profile: nodes that run as steps count RUNS runs, folded or fused ones
+ * none. Returns the nanoseconds summed over nodes. */
+static uint64_t check_profile(const ferry_model *model, const ferry_context *ctx, uint64_t runs)
+{
+    uint64_t total = 0;
+    size_t steps = 0;
+    for (size_t k = 0; k < ferry_model_node_count(model); k++) {
+        ferry_node_profile p;
+        assert_null(ferry_context_node_profile(ctx, k, &p));
+        assert_string_equal(p.op, ferry_model_node_op(model, k));
+        bool runs_as_step = !strcmp(p.name, "mm") || !strcmp(p.name, "");
+        if (!runs_as_step) {
+            assert_true(!strcmp(p.name, "fold") || !strcmp(p.name, "relu"));
+            assert_int_equal(p.runs, 0);
+            assert_int_equal(p.nanoseconds, 0);
+            continue;
+        }
+        assert_string_equal(p.op, "MatMul");
+        assert_int_equal(p.runs, runs);
+        if (!runs) assert_int_equal(p.nanoseconds, 0);
+        total += p.nanoseconds;
+        steps++;
+    }
+    assert_int_equal(steps, 2);
+    return total;
+}
+
+static void profiles_nodes_in_execution_order(void **state)
+{
+    (void)state;
+    pbw m = profiled_model();
+    ferry_model *model;
+    assert_null(open_pbw(&m, &model));
+    assert_int_equal(ferry_model_node_count(model), 4);
+    ferry_context *ctx;
+    assert_null(ferry_context_create(model, &ctx));
+    float x[12] = {1, -1, 0, 0, 1, 0, -1, 0, 1, 1, 1, 1};
+    ferry_tensor_view in = {FERRY_DTYPE_FLOAT, 2, {4, 3}, x};
+
+    /* Off by default: queries fail, reset is a no-op, runs are not counted. */
+    expect_profile_error(ctx, 0, FERRY_ERR_INVALID_ARGUMENT);
+    ferry_context_reset_profile(ctx);
+    assert_null(ferry_context_run(ctx, &in, 1));
+
+    assert_null(ferry_context_set_profiling(ctx, true));
+    assert_int_equal(check_profile(model, ctx, 0), 0);
+    for (int i = 0; i < 5; i++) assert_null(ferry_context_run(ctx, &in, 1));
+    /* A new shape builds a new plan; the counters carry on. */
+    ferry_tensor_view in2 = {FERRY_DTYPE_FLOAT, 2, {2, 3}, x};
+    assert_null(ferry_context_run(ctx, &in2, 1));
+    assert_true(check_profile(model, ctx, 6) > 0);
+    ferry_tensor_view out;
+    assert_null(ferry_context_output(ctx, 0, &out));
+    const float want[4] = {0, 0, 3, 4}; /* Relu([-2,-2]) and Relu([3,4]) */
+    assert_memory_equal(out.data, want, sizeof(want));
+
+    expect_profile_error(ctx, ferry_model_node_count(model), FERRY_ERR_NOT_FOUND);
+    expect_profile_error(ctx, (size_t)-1, FERRY_ERR_NOT_FOUND);
+
+    ferry_context_reset_profile(ctx);
+    assert_int_equal(check_profile(model, ctx, 0), 0);
+    assert_null(ferry_context_run(ctx, &in, 1));
+    check_profile(model, ctx, 1);
+    /* Enabling again keeps the counts. */
+    assert_null(ferry_context_set_profiling(ctx, true));
+    check_profile(model, ctx, 1);
+
+    /* Disabling frees the counters; enabling again starts from zero. */
+    assert_null(ferry_context_set_profiling(ctx, false));
+    expect_profile_error(ctx, 0, FERRY_ERR_INVALID_ARGUMENT);
+    assert_null(ferry_context_run(ctx, &in, 1));
+    assert_null(ferry_context_set_profiling(ctx, false));
+    assert_null(ferry_context_set_profiling(ctx, true));
+    assert_int_equal(check_profile(model, ctx, 0), 0);
+    assert_null(ferry_context_run(ctx, &in, 1));
+    check_profile(model, ctx, 1);
+    ferry_context_destroy(ctx); /* frees the counters */
+    ferry_model_close(model);
+    free(m.d);
+}
+
 typedef struct worker {
     const ferry_model *model;
     int rows;
     int failures;
 } worker;
+
+/* Runs profiled_model on X (BATCH rows) with OPTS and THREADS, copying y into OUT. */
+static void run_batch(const ferry_model_options *opts, int64_t batch, const float *x, float *out,
+                      bool profile)
+{
+    pbw m = profiled_model();
+    ferry_model *model;
+    assert_null(ferry_model_open_memory(m.d, m.n, opts, &model));
+    assert_true(ferry_model_batch_separable(model));
+    ferry_context *ctx;
+    assert_null(ferry_context_create(model, &ctx));
+    if (profile) assert_null(ferry_context_set_profiling(ctx, true));
+    ferry_tensor_view in = {FERRY_DTYPE_FLOAT, 2, {batch, 3}, (void *)x};
+    for (int rep = 0; rep < 2; rep++) {
+        assert_null(ferry_context_run(ctx, &in, 1));
+        ferry_tensor_view y;
+        assert_null(ferry_context_output(ctx, 0, &y));
+        assert_int_equal(y.rank, 2);
+        assert_int_equal(y.dims[0], batch);
+        assert_int_equal(y.dims[1], 2);
+        memcpy(out, y.data, (size_t)batch * 2 * sizeof(float));
+    }
+    if (profile) {
+        /* Each run counts once per node, however many slices it ran as. */
+        ferry_node_profile p;
+        uint64_t ran = 0;
+        for (size_t k = 0; k < ferry_model_node_count(model); k++) {
+            assert_null(ferry_context_node_profile(ctx, k, &p));
+            assert_true(p.runs == 0 || p.runs == 2);
+            ran += p.runs;
+        }
+        assert_int_equal(ran, 4); /* the two MatMuls */
+    }
+    ferry_context_destroy(ctx);
+    ferry_model_close(model);
+    free(m.d);
+}
+
+static void slices_batches_without_changing_results(void **state)
+{
+    (void)state;
+    float x[3 * 9];
+    for (int i = 0; i < 3 * 9; i++) x[i] = (float)((i * 7) % 11) - 5.0f;
+    for (int64_t batch = 2; batch <= 9; batch++) {
+        float whole[2 * 9], sliced[2 * 9];
+        ferry_model_options off = {.disable_batch_slicing = true};
+        run_batch(&off, batch, x, whole, false);
+        /* Budgets of one byte (one sample per slice) and of a few samples' activations (slices
+         * of the largest divisor that fits), on one thread and on three. */
+        const size_t budgets[] = {1, 200};
+        for (int b = 0; b < 2; b++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                ferry_model_options opts = {.intra_op_threads = threads,
+                                            .batch_slice_bytes = budgets[b]};
+                memset(sliced, 0, sizeof(sliced));
+                run_batch(&opts, batch, x, sliced, batch == 7);
+                for (int64_t i = 0; i < batch * 2; i++) assert_float_equal(sliced[i], whole[i], 0);
+            }
+    }
+    /* Reference values: y = relu(x W) V^T with V the identity. */
+    float y[2 * 9];
+    ferry_model_options opts = {.batch_slice_bytes = 1};
+    run_batch(&opts, 9, x, y, false);
+    for (int64_t r = 0; r < 9; r++)
+        for (int j = 0; j < 2; j++) {
+            const float w[6] = {1, 2, 3, 4, 5, 6};
+            float h = 0;
+            for (int p = 0; p < 3; p++) h += x[r * 3 + p] * w[p * 2 + j];
+            assert_float_equal(y[r * 2 + j], h < 0 ? 0 : h, 0);
+        }
+}
 
 static void *run_worker(void *arg)
 {
@@ -430,6 +615,8 @@ int main(void)
         cmocka_unit_test(rejects_external_data_outside_folder),
         cmocka_unit_test(rejects_garbage_and_empty_buffers),
         cmocka_unit_test(input_echoed_as_output_outlives_the_call),
+        cmocka_unit_test(profiles_nodes_in_execution_order),
+        cmocka_unit_test(slices_batches_without_changing_results),
         cmocka_unit_test(contexts_share_one_model_across_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,7 +56,7 @@ static ferry_status *run_graph(const ferry_model *g, const eng_tensor *inputs, e
         ferry_status *st = eng_plan_build(g, inputs, false, NULL, plan);
         if (st) return st;
     }
-    return eng_plan_run(*plan, g, inputs, NULL);
+    return eng_plan_run(*plan, g, inputs, NULL, NULL);
 }
 
 static ferry_status *copy_to_pool(core_pool *pool, const eng_tensor *src, eng_tensor *dst)
