@@ -122,6 +122,8 @@ def main():
                 rows.append((model, batch, threads, fm, om))
                 print("| %s | %d | %d | %.4f | %.4f | %.2f |" % (model, batch, threads, fm, om,
                                                                   fm / om), flush=True)
+    if args.cold < 1:
+        return
     print()
     print("| model | cold Ferry ms | cold ORT ms | Ferry/ORT | Ferry peak RSS MiB | model MiB |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -19,6 +19,15 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
+/* The current job's claim word: generation (32 bits) | chunk count (16) | next chunk (16).
+ * A worker claims a chunk with a compare-and-swap that only succeeds while the word still names
+ * the job it woke for, so a worker that wakes late can never take a chunk of a newer job, nor
+ * read the job's fields while the caller rewrites them: the caller publishes a new job only
+ * after every chunk of the last one is done. */
+#define CLAIM_BITS 16
+#define CLAIM_MASK ((1u << CLAIM_BITS) - 1)
+#define MAX_CHUNKS ((int64_t)CLAIM_MASK)
+
 struct core_threadpool {
     int size;
     pthread_t *workers;
@@ -28,20 +37,42 @@ struct core_threadpool {
     core_parallel_fn fn;
     void *arg;
     int64_t n, chunk;
-    atomic_int_fast64_t next; /* next chunk index to take */
-    atomic_int pending;       /* workers still inside the current job */
-    atomic_uint generation;   /* bumped for each job; workers wait for a new value */
+    atomic_uint_fast64_t claim;   /* see CLAIM_BITS */
+    atomic_int_fast64_t finished; /* chunks of the current job done */
+    atomic_uint generation;       /* bumped for each job; workers wait for a new value */
+    bool caller_asleep;           /* under lock: the caller waits on done */
     bool stop;
 };
 
-static void work(core_threadpool *p)
+/* Takes the next chunk of job GEN; false when the job has none left or is over. */
+static bool claim_chunk(core_threadpool *p, uint64_t gen, int64_t *index)
 {
+    uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
     for (;;) {
-        int64_t c = atomic_fetch_add(&p->next, 1);
+        uint64_t next = v & CLAIM_MASK, count = (v >> CLAIM_BITS) & CLAIM_MASK;
+        if ((v >> (2 * CLAIM_BITS)) != gen || next >= count) return false;
+        if (atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            *index = (int64_t)next;
+            return true;
+        }
+    }
+}
+
+/* Runs chunks of job GEN until none are left. */
+static void work(core_threadpool *p, uint64_t gen)
+{
+    int64_t c;
+    while (claim_chunk(p, gen, &c)) {
         int64_t begin = c * p->chunk;
-        if (begin >= p->n) break;
         int64_t end = begin + p->chunk < p->n ? begin + p->chunk : p->n;
+        int64_t count = (p->n + p->chunk - 1) / p->chunk;
         p->fn(p->arg, begin, end);
+        if (atomic_fetch_add_explicit(&p->finished, 1, memory_order_acq_rel) + 1 == count) {
+            pthread_mutex_lock(&p->lock);
+            if (p->caller_asleep) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
+        }
     }
 }
 
@@ -66,12 +97,7 @@ static void *worker_main(void *arg)
             if (stop) return NULL;
         }
         seen = gen;
-        work(p);
-        if (atomic_fetch_sub(&p->pending, 1) == 1) {
-            pthread_mutex_lock(&p->lock);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->lock);
-        }
+        work(p, gen);
     }
 }
 
@@ -136,25 +162,36 @@ void core_parallel_for(core_threadpool *p, core_parallel_fn fn, void *arg, int64
     /* A few chunks per thread balance uneven work without much counter traffic. */
     int64_t chunk = (n + (int64_t)p->size * 4 - 1) / ((int64_t)p->size * 4);
     if (chunk < grain) chunk = grain;
+    if ((n + chunk - 1) / chunk > MAX_CHUNKS) chunk = (n + MAX_CHUNKS - 1) / MAX_CHUNKS;
+    int64_t count = (n + chunk - 1) / chunk;
     p->fn = fn;
     p->arg = arg;
     p->n = n;
     p->chunk = chunk;
-    atomic_store(&p->next, 0);
-    atomic_store(&p->pending, p->size - 1);
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    unsigned gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->claim,
+                          (uint64_t)gen << (2 * CLAIM_BITS) | (uint64_t)count << CLAIM_BITS,
+                          memory_order_release);
     pthread_mutex_lock(&p->lock);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    work(p);
-    if (atomic_load(&p->pending) > 0) {
-        int spins = 0;
-        while (atomic_load(&p->pending) > 0 && spins < SPIN_ITERATIONS) {
-            CPU_RELAX();
-            spins++;
-        }
+    work(p, gen);
+    /* Every chunk is taken; wait for the ones other threads still run. Workers that have not
+     * woken yet are not waited for: they will find the job over. */
+    int spins = 0;
+    while (atomic_load_explicit(&p->finished, memory_order_acquire) < count &&
+           spins < SPIN_ITERATIONS) {
+        CPU_RELAX();
+        spins++;
+    }
+    if (atomic_load_explicit(&p->finished, memory_order_acquire) < count) {
         pthread_mutex_lock(&p->lock);
-        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->lock);
+        p->caller_asleep = true;
+        while (atomic_load_explicit(&p->finished, memory_order_acquire) < count)
+            pthread_cond_wait(&p->done, &p->lock);
+        p->caller_asleep = false;
         pthread_mutex_unlock(&p->lock);
     }
 }

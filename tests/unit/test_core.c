@@ -9,6 +9,8 @@
 #include "core/pool.h"
 #include "core/status.h"
 #include "core/threadpool.h"
+
+#include <time.h>
 #include "engine/pb.h"
 
 #include <math.h>
@@ -141,6 +143,43 @@ static void add_range(void *arg, int64_t begin, int64_t end)
     job->calls++;
 }
 
+/* Writes each index's slot, the first slowly, so that the caller finishes its chunks while a
+ * worker still runs one: the call must still return only once every index is written. */
+typedef struct mark_job {
+    _Atomic int *slots;
+    int64_t slow;
+} mark_job;
+
+static void mark_range(void *arg, int64_t begin, int64_t end)
+{
+    mark_job *job = arg;
+    if (begin <= job->slow && job->slow < end) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    for (int64_t i = begin; i < end; i++) job->slots[i]++;
+}
+
+static void threadpool_returns_after_slow_chunks_and_late_workers(void **state)
+{
+    (void)state;
+    enum { N = 64 };
+    for (int threads = 2; threads <= 4; threads++) {
+        core_threadpool *pool;
+        assert_null(core_threadpool_create(threads, &pool));
+        /* Tiny jobs back to back, each with its own argument on the stack: a worker that wakes
+         * late for one must neither take a chunk of the next nor touch the old argument. */
+        for (int rep = 0; rep < 20000; rep++) {
+            _Atomic int slots[N] = {0};
+            int64_t n = 1 + rep % N;
+            mark_job job = {slots, rep % 500 == 0 ? rep % n : -1};
+            core_parallel_for(pool, mark_range, &job, n, 1);
+            for (int64_t i = 0; i < N; i++) assert_int_equal(slots[i], i < n ? 1 : 0);
+        }
+        core_threadpool_destroy(pool);
+    }
+}
+
 static void threadpool_covers_every_index_once(void **state)
 {
     (void)state;
@@ -177,6 +216,7 @@ int main(void)
         cmocka_unit_test(pool_aligns_and_releases),
         cmocka_unit_test(pb_reads_fields_and_rejects_truncation),
         cmocka_unit_test(threadpool_covers_every_index_once),
+        cmocka_unit_test(threadpool_returns_after_slow_chunks_and_late_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
