@@ -117,6 +117,9 @@ def main():
                 for _ in range(args.repeats):  # alternate so both see the same noise
                     f.append(ferry_bench(args.ferry, path, batch, threads, args.seconds))
                     o.append(ort_bench(path, batch, threads, args.seconds))
+                print("  %s b%d t%d per repeat: Ferry %s, ORT %s" % (
+                    model, batch, threads, " ".join("%.4g" % r["median_ms"] for r in f),
+                    " ".join("%.4g" % r["median_ms"] for r in o)), file=sys.stderr, flush=True)
                 fm = statistics.median(r["median_ms"] for r in f)
                 om = statistics.median(r["median_ms"] for r in o)
                 rows.append((model, batch, threads, fm, om))

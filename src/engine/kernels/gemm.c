@@ -83,12 +83,15 @@ static int64_t slice_k(int isa_kc, int64_t k)
 static KERN_INLINE float act1(float x, const kern_epilogue *e)
 {
     switch (e->act) {
-    case KERN_ACT_RELU: return x < 0.0f ? 0.0f : x;
+    case KERN_ACT_RELU:
+        return x < 0.0f ? 0.0f : x;
     case KERN_ACT_CLIP:
         x = x < e->a ? e->a : x;
         return x > e->b ? e->b : x;
-    case KERN_ACT_LEAKY: return x < 0.0f ? e->a * x : x;
-    default: return x;
+    case KERN_ACT_LEAKY:
+        return x < 0.0f ? e->a * x : x;
+    default:
+        return x;
     }
 }
 
@@ -118,9 +121,8 @@ static KERN_INLINE void store_tile(vf8 acc[MRP][2], float *restrict c, int64_t l
 /* The accumulators are named variables so that GCC keeps all twelve in registers. */
 KERN_CLONES static void micro_portable(int64_t kc, const float *restrict pa,
                                        const float *restrict pb, int64_t ldb, float *restrict c,
-                                       int64_t ldc,
-                                       int mr_, int nr_, float beta, const kern_epilogue *epi,
-                                       int64_t i0, int64_t j0)
+                                       int64_t ldc, int mr_, int nr_, float beta,
+                                       const kern_epilogue *epi, int64_t i0, int64_t j0)
 {
     vf8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
     vf8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
@@ -149,11 +151,10 @@ KERN_CLONES static void micro_portable(int64_t kc, const float *restrict pa,
 }
 
 /* The same with A read in place through row pointers and per-step offsets (indirect A). */
-KERN_CLONES static void micro_portable_ind(int64_t kc, const float *const *rows,
-                                           const int64_t *off, const float *restrict pb,
-                                           int64_t ldb, float *restrict c, int64_t ldc, int mr_,
-                                           int nr_, float beta, const kern_epilogue *epi,
-                                           int64_t i0, int64_t j0)
+KERN_CLONES static void micro_portable_ind(int64_t kc, const float *const *rows, const int64_t *off,
+                                           const float *restrict pb, int64_t ldb, float *restrict c,
+                                           int64_t ldc, int mr_, int nr_, float beta,
+                                           const kern_epilogue *epi, int64_t i0, int64_t j0)
 {
     const float *r0 = rows[0], *r1 = rows[1], *r2 = rows[2];
     const float *r3 = rows[3], *r4 = rows[4], *r5 = rows[5];
@@ -184,8 +185,14 @@ KERN_CLONES static void micro_portable_ind(int64_t kc, const float *const *rows,
 }
 
 static const kern_gemm_isa isa_portable = {
-    .id = KERN_ISA_PORTABLE, .mr = MRP, .nr = NRP, .kc = 256, .nc = 256, .mc = 120,
-    .micro = micro_portable, .micro_ind = micro_portable_ind,
+    .id = KERN_ISA_PORTABLE,
+    .mr = MRP,
+    .nr = NRP,
+    .kc = 256,
+    .nc = 256,
+    .mc = 120,
+    .micro = micro_portable,
+    .micro_ind = micro_portable_ind,
 };
 
 const kern_gemm_isa *kern_gemm_isa_portable(void)
@@ -203,10 +210,14 @@ static _Atomic(const kern_gemm_isa *) override_isa; /* kern_isa_override, for te
 static const kern_gemm_isa *isa_lookup(kern_isa id)
 {
     switch (id) {
-    case KERN_ISA_PORTABLE: return kern_gemm_isa_portable();
-    case KERN_ISA_AVX2: return kern_gemm_isa_avx2();
-    case KERN_ISA_AVX512: return kern_gemm_isa_avx512();
-    default: break;
+    case KERN_ISA_PORTABLE:
+        return kern_gemm_isa_portable();
+    case KERN_ISA_AVX2:
+        return kern_gemm_isa_avx2();
+    case KERN_ISA_AVX512:
+        return kern_gemm_isa_avx512();
+    default:
+        break;
     }
     const kern_gemm_isa *o = atomic_load_explicit(&override_isa, memory_order_relaxed);
     if (o) return o;
@@ -240,10 +251,14 @@ kern_isa kern_isa_best(void)
 const char *kern_isa_name(kern_isa isa)
 {
     switch (isa) {
-    case KERN_ISA_PORTABLE: return "portable";
-    case KERN_ISA_AVX2: return "avx2";
-    case KERN_ISA_AVX512: return "avx512";
-    default: return kern_isa_name(kern_isa_best());
+    case KERN_ISA_PORTABLE:
+        return "portable";
+    case KERN_ISA_AVX2:
+        return "avx2";
+    case KERN_ISA_AVX512:
+        return "avx512";
+    default:
+        return kern_isa_name(kern_isa_best());
     }
 }
 
@@ -346,6 +361,18 @@ struct kern_packed {
     float *data; /* k-slice starting at pc at data + pc * pad; panel r of it at + r * kc */
 };
 
+void *kern_alloc_large(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) return aligned_alloc(64, align64(bytes));
+    void *p = NULL;
+    if (posix_memalign(&p, huge, align64(bytes))) return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    (void)madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 static kern_packed *packed_new(const kern_gemm_isa *isa, int side, int64_t dim, int64_t k)
 {
     if (!isa || dim <= 0 || k <= 0) return NULL;
@@ -357,7 +384,7 @@ static kern_packed *packed_new(const kern_gemm_isa *isa, int side, int64_t dim, 
     p->k = k;
     p->pad = round_up(dim, side == SIDE_A ? isa->mr : isa->nr);
     p->bytes = align64((size_t)(p->pad * k) * sizeof(float));
-    p->data = aligned_alloc(64, p->bytes);
+    p->data = kern_alloc_large(p->bytes);
     if (!p->data) {
         free(p);
         return NULL;
@@ -386,8 +413,7 @@ kern_packed *kern_pack_b(kern_isa isa, bool trans, int64_t k, int64_t n, const f
     if (!p) return NULL;
     int64_t kc = slice_k(d->kc, k);
     for (int64_t pc = 0; pc < k; pc += kc)
-        pack_b_block(d->nr, trans, b, ldb, pc, min64(kc, k - pc), 0, n,
-                     p->data + pc * p->pad);
+        pack_b_block(d->nr, trans, b, ldb, pc, min64(kc, k - pc), 0, n, p->data + pc * p->pad);
     return p;
 }
 
@@ -445,7 +471,8 @@ KERN_CLONES void kern_activate(float *x, int64_t n, const kern_epilogue *e)
         for (int64_t i = 0; i < n; i++) x[i] = x[i] < 0.0f ? s * x[i] : x[i];
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -529,12 +556,12 @@ static bool use_direct(const kern_gemm *g)
 
 typedef struct layout {
     const kern_gemm_isa *isa;
-    int64_t nc;      /* columns per column block (multiple of NR) */
-    int64_t n_jc;    /* column blocks */
-    int64_t rows;    /* rows per row group (multiple of MR) */
-    int64_t n_ig;    /* row groups */
-    size_t b_bytes;  /* per-slot B block: packed, written by pack_b, or one ragged panel */
-    size_t a_bytes;  /* per-slot packed A block, 0 with a prepacked A */
+    int64_t nc;     /* columns per column block (multiple of NR) */
+    int64_t n_jc;   /* column blocks */
+    int64_t rows;   /* rows per row group (multiple of MR) */
+    int64_t n_ig;   /* row groups */
+    size_t b_bytes; /* per-slot B block: packed, written by pack_b, or one ragged panel */
+    size_t a_bytes; /* per-slot packed A block, 0 with a prepacked A */
 } layout;
 
 static const kern_gemm_isa *gemm_isa(const kern_gemm *g)
@@ -630,8 +657,8 @@ static inline void tile(const tile_args *t, int64_t ir, int rows, int64_t jr, in
             int s = rows <= 1 ? 0 : rows <= 2 ? 1 : 2;
             if (isa->micro_ind_small[s]) ind = isa->micro_ind_small[s];
         }
-        ind(t->kc, g->a_rows + t->ic + ir, g->a_off + t->pc, bp, ld, c, g->ldc, rows, cols,
-            t->beta, t->epi, t->ic + ir, t->j0 + jr);
+        ind(t->kc, g->a_rows + t->ic + ir, g->a_off + t->pc, bp, ld, c, g->ldc, rows, cols, t->beta,
+            t->epi, t->ic + ir, t->j0 + jr);
         return;
     }
     kern_micro_fn micro = isa->micro;
@@ -639,8 +666,8 @@ static inline void tile(const tile_args *t, int64_t ir, int rows, int64_t jr, in
         int s = rows <= 1 ? 0 : rows <= 2 ? 1 : 2;
         if (isa->micro_small[s]) micro = isa->micro_small[s];
     }
-    micro(t->kc, t->ablk + ir * t->kc, bp, ld, c, g->ldc, rows, cols, t->beta, t->epi,
-          t->ic + ir, t->j0 + jr);
+    micro(t->kc, t->ablk + ir * t->kc, bp, ld, c, g->ldc, rows, cols, t->beta, t->epi, t->ic + ir,
+          t->j0 + jr);
 }
 
 static void run_task(void *arg, int64_t t, int slot)
@@ -699,9 +726,19 @@ static void run_task(void *arg, int64_t t, int slot)
                 pack_a_block(mr, g->trans_a, g->a, g->lda, ic, mc, pc, kc, g->alpha, abuf);
                 ablk = abuf;
             }
-            tile_args ta = {.g = g, .isa = isa, .ablk = ablk, .bblk = bblk, .ragged = ragged,
-                            .bld = bld, .panels = panels, .kc = kc, .pc = pc, .ic = ic,
-                            .j0 = j0, .beta = beta, .epi = epi};
+            tile_args ta = {.g = g,
+                            .isa = isa,
+                            .ablk = ablk,
+                            .bblk = bblk,
+                            .ragged = ragged,
+                            .bld = bld,
+                            .panels = panels,
+                            .kc = kc,
+                            .pc = pc,
+                            .ic = ic,
+                            .j0 = j0,
+                            .beta = beta,
+                            .epi = epi};
             if (g->pb && mc <= 8 * mr) {
                 /* Few rows against a large prepacked B (weights): each B panel is read from
                  * memory once and serves every row panel while it is in L1. */
@@ -736,8 +773,8 @@ void kern_gemm_run(const kern_gemm *g, core_threadpool *pool, void *ws)
         return;
     }
     if (use_direct(g)) {
-        sgemm_direct(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b,
-                     g->ldb, g->beta, g->c, g->ldc);
+        sgemm_direct(g->trans_a, g->trans_b, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb,
+                     g->beta, g->c, g->ldc);
         if (epi) apply_epilogue(g->c, g->m, g->n, g->ldc, &g->epi);
         return;
     }
@@ -758,9 +795,19 @@ static kern_gemm plain(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc)
 {
-    return (kern_gemm){.m = m, .n = n, .k = k, .a = a, .lda = lda, .trans_a = trans_a,
-                       .alpha = alpha, .b = b, .ldb = ldb, .trans_b = trans_b, .c = c,
-                       .ldc = ldc, .beta = beta};
+    return (kern_gemm){.m = m,
+                       .n = n,
+                       .k = k,
+                       .a = a,
+                       .lda = lda,
+                       .trans_a = trans_a,
+                       .alpha = alpha,
+                       .b = b,
+                       .ldb = ldb,
+                       .trans_b = trans_b,
+                       .c = c,
+                       .ldc = ldc,
+                       .beta = beta};
 }
 
 size_t kern_sgemm_workspace(int64_t m, int64_t n, int64_t k)
@@ -780,8 +827,8 @@ void kern_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 }
 
 void kern_sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                    float *c, int64_t ldc)
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                    int64_t ldc)
 {
     for (int64_t i = 0; i < m; i++) {
         for (int64_t j = 0; j < n; j++) {
@@ -798,8 +845,8 @@ void kern_sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 }
 
 void kern_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
-                double *c, int64_t ldc)
+                const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                int64_t ldc)
 {
     for (int64_t i = 0; i < m; i++) {
         double *restrict crow = c + i * ldc;

@@ -38,13 +38,13 @@ void kern_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
 /* The obvious triple loop with double accumulation: the reference the fast kernels are tested
  * against. */
 void kern_sgemm_ref(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                    float *c, int64_t ldc);
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                    int64_t ldc);
 
 /* Double precision, straightforward loops (no workspace); for the rare float64 models. */
 void kern_dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
-                const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
-                double *c, int64_t ldc);
+                const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                int64_t ldc);
 
 /* --- instruction sets ------------------------------------------------------------------- */
 
@@ -106,6 +106,10 @@ void kern_packed_free(kern_packed *p);
  * packed): clean pages of a file mapping leave the resident set and come back from the page
  * cache if they are read after all. Never changes what the memory holds. */
 void kern_release_pages(const void *p, size_t n);
+/* Allocates BYTES 64-byte aligned for large, long-lived, hot data (packed weights, arenas):
+ * from 2 MiB up, aligned and advised for transparent huge pages, which spares the TLB misses
+ * of streaming megabytes through 4 KiB pages. Free with free(). */
+void *kern_alloc_large(size_t bytes);
 /* Bytes the packed panels occupy (for memory accounting). */
 size_t kern_packed_bytes(const kern_packed *p);
 
