@@ -502,11 +502,68 @@ static ferry_status *pack_weights(ferry_model *m)
     return NULL;
 }
 
+/* Whether value V (a misaligned initializer) is read only as the weights of Conv nodes that
+ * pack them (float, more than one input channel per group, so not depthwise) and whose input X
+ * depends on a caller input, so that no Conv reading it is ever evaluated at load. */
+static bool packing_only(const ferry_model *m, int v, const bool *runtime)
+{
+    const eng_tensor *t = &m->values[v].tensor;
+    if (t->dtype != FERRY_DTYPE_FLOAT || t->rank < 3 || t->dims[1] == 1) return false;
+    for (int i = 0; i < m->n_outputs; i++)
+        if (m->outputs[i] == v) return false;
+    bool read = false;
+    for (int k = 0; k < m->n_nodes; k++) {
+        const eng_node *n = &m->nodes[k];
+        for (int i = 0; i < n->n_in; i++) {
+            if (n->in[i] != v) continue;
+            if (i != 1 || *n->domain || strcmp(n->op_type, "Conv") || n->in[0] < 0 ||
+                !runtime[n->in[0]])
+                return false;
+            read = true;
+        }
+    }
+    return read;
+}
+
+/* Copies misaligned initializers into aligned memory, except weights that only Conv's packing
+ * reads (it copies them a group at a time while packing): a model exported with its tensors at
+ * arbitrary offsets keeps no second copy of most of its weights. */
+static ferry_status *align_constants(ferry_model *m)
+{
+    bool *runtime = calloc((size_t)m->n_values + 1, sizeof(bool));
+    if (!runtime) return core_error(FERRY_ERR_NO_MEMORY, "out of memory");
+    for (int v = 0; v < m->n_values; v++) runtime[v] = m->values[v].kind == ENG_VALUE_INPUT;
+    for (int k = 0; k < m->n_nodes; k++) {
+        const eng_node *n = &m->nodes[k];
+        bool any = false;
+        for (int i = 0; i < n->n_in; i++) any |= n->in[i] >= 0 && runtime[n->in[i]];
+        for (int o = 0; o < n->n_out; o++)
+            if (n->out[o] >= 0) runtime[n->out[o]] = any;
+    }
+    ferry_status *st = NULL;
+    for (int v = 0; v < m->n_values && !st; v++) {
+        eng_value *val = &m->values[v];
+        if (!val->misaligned || packing_only(m, v, runtime)) continue;
+        size_t bytes = eng_nbytes(&val->tensor);
+        void *copy = core_pool_alloc(&m->pool, bytes ? bytes : 1, 64);
+        if (!copy) {
+            st = core_error(FERRY_ERR_NO_MEMORY, "out of memory while loading the model");
+            break;
+        }
+        memcpy(copy, val->tensor.data, bytes);
+        val->tensor.data = copy;
+        val->misaligned = false;
+    }
+    free(runtime);
+    return st;
+}
+
 ferry_status *eng_graph_finish(ferry_model *m)
 {
     ferry_status *st;
     if ((st = sort_nodes(m))) return st;
     if ((st = resolve_ops(m))) return st;
+    if ((st = align_constants(m))) return st;
     if ((st = fold_constants(m))) return st;
     fuse_activations(m);
     mark_plan_values(m);

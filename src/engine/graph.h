@@ -25,7 +25,9 @@ typedef struct eng_value {
     const char **dim_names;     /* INPUT/outputs: symbolic dimension names or NULL */
     ferry_dtype declared_dtype; /* from value_info/inputs/outputs, UNDEFINED if unknown */
     bool needs_value;           /* shape inference reads its data: compute it while planning */
-    bool keyed;                 /* an input whose data is part of the plan's key */
+    bool misaligned; /* CONST read in place from the file although not aligned to its element:
+                      * graph finishing copies it unless only weight packing reads it */
+    bool keyed;      /* an input whose data is part of the plan's key */
 } eng_value;
 
 typedef struct eng_attr {
@@ -97,7 +99,7 @@ struct ferry_model {
     int n_outputs;
     uint64_t max_weight_bytes, weight_bytes;
     int intra_op_threads;
-    bool batch_separable; /* samples never mix: a batch may run in slices (batch_split.h) */
+    bool batch_separable;     /* samples never mix: a batch may run in slices (batch_split.h) */
     size_t batch_slice_bytes; /* activations one slice may hold; 0: never slice */
     uint64_t param_count, param_bytes;
     const char **node_ops; /* "Domain:Op" per node, for ferry_model_node_op */

@@ -27,6 +27,9 @@
 
 /* Upper bound on counts read from the file before allocating for them. */
 #define MAX_LIST 100000000
+/* Misaligned initializers from this size up wait in the file until the graph says who reads
+ * them: weights only a packing operator reads are never copied (graph.c, align_constants). */
+#define MIN_DEFERRED_COPY 4096
 
 static const char *pstr(core_pool *pool, const pb_field *f)
 {
@@ -267,8 +270,11 @@ static ferry_status *string_tensor(core_pool *pool, const uint8_t *buf, size_t l
     return NULL;
 }
 
-ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf, size_t len,
-                               eng_tensor *t, const char **name)
+/* As eng_parse_tensor; with MISALIGNED non-NULL, data in the file that is not aligned to its
+ * element is left in place rather than copied, and *MISALIGNED says so (the caller copies it
+ * once it knows who reads it). */
+static ferry_status *parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf,
+                                  size_t len, eng_tensor *t, const char **name, bool *misaligned)
 {
     pb_reader r = pb_init(buf, len);
     pb_field f;
@@ -382,8 +388,10 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
             t->data = core_pool_alloc(pool, 1, 64);
             return t->data ? NULL : NOMEM();
         }
-        if ((uintptr_t)raw % esize == 0) {
-            t->data = (void *)raw; /* in place: the mapping outlives the model's use of it */
+        /* In place: the mapping outlives the model's use of it. */
+        if ((uintptr_t)raw % esize == 0 || (misaligned && nbytes >= MIN_DEFERRED_COPY)) {
+            t->data = (void *)raw;
+            if (misaligned) *misaligned = (uintptr_t)raw % esize != 0;
             return NULL;
         }
         void *copy = core_pool_alloc(pool, nbytes, 64);
@@ -429,6 +437,12 @@ ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_
     if ((int64_t)have != count)
         return BAD("tensor holds %zu values but its shape needs %lld", have, (long long)count);
     return NULL;
+}
+
+ferry_status *eng_parse_tensor(ferry_model *model, core_pool *pool, const uint8_t *buf, size_t len,
+                               eng_tensor *t, const char **name)
+{
+    return parse_tensor(model, pool, buf, len, t, name, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -912,13 +926,15 @@ static ferry_status *load_graph(ferry_model *m, const uint8_t *data, size_t size
         } else if (f.number == 5) {
             eng_tensor t;
             const char *name;
-            if ((st = eng_parse_tensor(m, pool, f.data, f.len, &t, &name)))
+            bool misaligned = false;
+            if ((st = parse_tensor(m, pool, f.data, f.len, &t, &name, &misaligned)))
                 return core_error_wrap(st, "initializer");
             if (!*name) return BAD("an initializer has no name");
             int idx;
             if ((st = add_named_value(m, name, &idx))) return st;
             m->values[idx].kind = ENG_VALUE_CONST;
             m->values[idx].tensor = t;
+            m->values[idx].misaligned = misaligned;
             m->values[idx].declared_dtype = t.dtype;
             m->values[idx].declared_rank = t.rank;
             m->param_count += (uint64_t)eng_numel(&t);

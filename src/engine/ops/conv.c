@@ -46,17 +46,17 @@ typedef struct conv_plan {
     int64_t n, c, m, group, cg, mg;
     int64_t kdim; /* cg * kernel size: rows of the column matrix, columns of W per group */
     conv_kind kind;
-    bool trans;      /* GEMM computes Y^T = cols^T x W^T (see use_transposed) */
-    bool indirect;   /* trans reads the input in place through a padded copy (2-D windows) */
+    bool trans;           /* GEMM computes Y^T = cols^T x W^T (see use_transposed) */
+    bool indirect;        /* trans reads the input in place through a padded copy (2-D windows) */
     int64_t pad_h, pad_w; /* indirect: the padded input plane the outputs read */
-    bool dw_fast;    /* depthwise with kern_dw3x3 (3x3, stride 1 or 2, no dilation) */
-    int slots;       /* threads of the context's pool */
-    bool by_image;   /* threads take whole (image, group) GEMMs rather than splitting one */
-    size_t gemm_ws;  /* GEMM scratch: per slot when by_image, else for the whole call */
-    size_t ct_ws;    /* transposed: the Y^T of one (image, group), per slot when by_image */
-    size_t ind_ws;   /* indirect: padded input, row pointers and tap offsets, same */
-    size_t slot_ws;  /* bytes per slot (by_image or depthwise) */
-    size_t total_ws; /* float32 scratch of the whole call, a multiple of 64 */
+    bool dw_fast;         /* depthwise with kern_dw3x3 (3x3, stride 1 or 2, no dilation) */
+    int slots;            /* threads of the context's pool */
+    bool by_image;        /* threads take whole (image, group) GEMMs rather than splitting one */
+    size_t gemm_ws;       /* GEMM scratch: per slot when by_image, else for the whole call */
+    size_t ct_ws;         /* transposed: the Y^T of one (image, group), per slot when by_image */
+    size_t ind_ws;        /* indirect: padded input, row pointers and tap offsets, same */
+    size_t slot_ws;       /* bytes per slot (by_image or depthwise) */
+    size_t total_ws;      /* float32 scratch of the whole call, a multiple of 64 */
 } conv_plan;
 
 /* Constant weights, packed into GEMM panels on first use in either layout (see
@@ -64,7 +64,7 @@ typedef struct conv_plan {
  * swap, so contexts planning at the same time may race to pack but never leak or tear. */
 typedef struct conv_packed {
     int64_t group, mg, kdim;
-    const float *w; /* the model's weights: they outlive the packs */
+    const void *w; /* the model's weights (outlive the packs); may be misaligned in the file */
     size_t w_bytes;
     _Atomic(kern_packed *) slot[]; /* [g]: W_g as A panels; [group + g]: W_g^T as B panels */
 } conv_packed;
@@ -116,8 +116,13 @@ static void dw_padded_dims(const kern_window *w, int64_t *rows, int64_t *cols)
 /* The geometry of one depthwise plane for kern_dw3x3. */
 static kern_dw_geom dw_geom(const kern_window *w)
 {
-    return (kern_dw_geom){.ih = w->in[0], .iw = w->in[1], .oh = w->out[0], .ow = w->out[1],
-                          .stride = w->stride[0], .ph = w->pad_begin[0], .pw = w->pad_begin[1]};
+    return (kern_dw_geom){.ih = w->in[0],
+                          .iw = w->in[1],
+                          .oh = w->out[0],
+                          .ow = w->out[1],
+                          .stride = w->stride[0],
+                          .ph = w->pad_begin[0],
+                          .pw = w->pad_begin[1]};
 }
 
 /* Whether the padded plane stays near the size of the input and output planes; huge pads or
@@ -138,8 +143,8 @@ typedef struct cols_ctx {
 
 /* The output positions [LO, HI) along one axis whose input position o * S + OFF lies in
  * [0, IN), clipped to [0, OUT). */
-static KERN_INLINE void valid_range(int64_t in, int64_t out, int64_t s, int64_t off,
-                                    int64_t *lo, int64_t *hi)
+static KERN_INLINE void valid_range(int64_t in, int64_t out, int64_t s, int64_t off, int64_t *lo,
+                                    int64_t *hi)
 {
     int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
     int64_t h = in - 1 - off >= 0 ? (in - 1 - off) / s + 1 : 0;
@@ -248,8 +253,8 @@ static void pack_cols_nd(const void *ctx, int64_t p0, int64_t kc, int64_t j0, in
 /* kern_pack_a_fn for the transposed GEMM when the input is not read in place (3-D windows, or
  * padding too large for a padded copy): rows [I0, I0+MC) of cols^T are output positions,
  * columns [P0, P0+KC) kernel taps. */
-static void pack_cols_t(const void *ctx, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-                           int mr, float *dst)
+static void pack_cols_t(const void *ctx, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr,
+                        float *dst)
 {
     /* Rows of cols^T are columns of cols: write each tap as a row-major run of MC, then
      * interleave it into the panels. */
@@ -304,16 +309,27 @@ static void gemm_shape(const conv_plan *p, const conv_packed *packed, kern_gemm 
 {
     kern_packed *pw = loaded_weights(packed, p->trans, 0);
     if (!p->trans) {
-        *g = (kern_gemm){.m = p->mg, .n = p->w.out_size, .k = p->kdim, .alpha = 1.0f,
-                         .pa = pw, .lda = p->kdim, .ldc = p->w.out_size};
+        *g = (kern_gemm){.m = p->mg,
+                         .n = p->w.out_size,
+                         .k = p->kdim,
+                         .alpha = 1.0f,
+                         .pa = pw,
+                         .lda = p->kdim,
+                         .ldc = p->w.out_size};
         if (p->kind == CONV_POINTWISE)
             g->ldb = p->w.in_size;
         else
             g->pack_b = p->w.nsp == 2 ? pack_cols_2d : pack_cols_nd;
         return;
     }
-    *g = (kern_gemm){.m = p->w.out_size, .n = p->mg, .k = p->kdim, .alpha = 1.0f, .pb = pw,
-                     .ldb = p->kdim, .trans_b = true, .ldc = p->mg};
+    *g = (kern_gemm){.m = p->w.out_size,
+                     .n = p->mg,
+                     .k = p->kdim,
+                     .alpha = 1.0f,
+                     .pb = pw,
+                     .ldb = p->kdim,
+                     .trans_b = true,
+                     .ldc = p->mg};
     if (p->kind == CONV_POINTWISE) {
         g->lda = p->w.in_size;
         g->trans_a = true;
@@ -334,13 +350,22 @@ static ferry_status *pack_weights(const void *packed, bool trans)
 {
     conv_packed *cp = (conv_packed *)packed;
     bool fresh = false;
+    /* Weights left misaligned in the file are read through an aligned copy of one group. */
+    bool aligned = (uintptr_t)cp->w % sizeof(float) == 0;
+    size_t group_bytes = (size_t)(cp->mg * cp->kdim) * sizeof(float);
     for (int64_t g = 0; g < cp->group; g++) {
         _Atomic(kern_packed *) *slot = &cp->slot[(trans ? cp->group : 0) + g];
         if (atomic_load_explicit(slot, memory_order_acquire)) continue;
-        const float *wg = cp->w + g * cp->mg * cp->kdim;
-        kern_packed *k = trans ? kern_pack_b(KERN_ISA_AUTO, true, cp->kdim, cp->mg, wg, cp->kdim)
-                               : kern_pack_a(KERN_ISA_AUTO, false, cp->mg, cp->kdim, 1.0f, wg,
-                                             cp->kdim);
+        const char *src = (const char *)cp->w + (size_t)g * group_bytes;
+        float *tmp = aligned ? NULL : malloc(group_bytes ? group_bytes : 1);
+        if (!aligned && !tmp)
+            return core_error(FERRY_ERR_NO_MEMORY, "out of memory packing weights");
+        if (tmp) memcpy(tmp, src, group_bytes);
+        const float *wg = tmp ? tmp : (const float *)src;
+        kern_packed *k =
+            trans ? kern_pack_b(KERN_ISA_AUTO, true, cp->kdim, cp->mg, wg, cp->kdim)
+                  : kern_pack_a(KERN_ISA_AUTO, false, cp->mg, cp->kdim, 1.0f, wg, cp->kdim);
+        free(tmp);
         if (!k) return core_error(FERRY_ERR_NO_MEMORY, "out of memory packing weights");
         kern_packed *none = NULL;
         if (!atomic_compare_exchange_strong_explicit(slot, &none, k, memory_order_acq_rel,
@@ -374,8 +399,8 @@ static ferry_status *conv_plan_make(const eng_op_call *call, bool pack, conv_pla
     int nsp = x->rank - 2;
     if (w->rank != x->rank)
         return core_error(FERRY_ERR_INVALID_ARGUMENT,
-                          "input W: expected %d dims for a %d-D convolution, got %d", x->rank,
-                          nsp, w->rank);
+                          "input W: expected %d dims for a %d-D convolution, got %d", x->rank, nsp,
+                          w->rank);
     const int64_t *kernel = w->dims + 2;
     if (at->win.n_kernel) {
         bool same = at->win.n_kernel == nsp;
@@ -469,8 +494,8 @@ static ferry_status *conv_plan_make(const eng_op_call *call, bool pack, conv_pla
     }
     /* Whole images per thread when they divide evenly or are plenty: no GEMM is split, so
      * nothing is packed twice and every thread streams its own data. */
-    p->by_image = p->slots > 1 && jobs >= p->slots &&
-                  (jobs % p->slots == 0 || jobs >= 4 * p->slots);
+    p->by_image =
+        p->slots > 1 && jobs >= p->slots && (jobs % p->slots == 0 || jobs >= 4 * p->slots);
     if (pack && call->packed) {
         ferry_status *st = pack_weights(call->packed, p->trans);
         if (st) return st;
@@ -499,11 +524,11 @@ typedef struct dw_ctx {
 
 /* A 3x3 depthwise output row: all nine taps in one pass. R0..R2 are the padded input rows of
  * the three kernel rows. */
-#define DW3X3_LOOP(S)                                                                         \
-    for (int64_t o = 0; o < n; o++)                                                           \
-        yr[o] = b + w_[0] * r0[o * S] + w_[1] * r0[o * S + d] + w_[2] * r0[o * S + 2 * d] +   \
-                w_[3] * r1[o * S] + w_[4] * r1[o * S + d] + w_[5] * r1[o * S + 2 * d] +       \
-                w_[6] * r2[o * S] + w_[7] * r2[o * S + d] + w_[8] * r2[o * S + 2 * d]
+#define DW3X3_LOOP(S)                                                                              \
+    for (int64_t o = 0; o < n; o++)                                                                \
+    yr[o] = b + w_[0] * r0[o * S] + w_[1] * r0[o * S + d] + w_[2] * r0[o * S + 2 * d] +            \
+            w_[3] * r1[o * S] + w_[4] * r1[o * S + d] + w_[5] * r1[o * S + 2 * d] +                \
+            w_[6] * r2[o * S] + w_[7] * r2[o * S + d] + w_[8] * r2[o * S + 2 * d]
 
 static KERN_INLINE void dw3x3_row(float *restrict yr, const float *restrict r0,
                                   const float *restrict r1, const float *restrict r2,
@@ -591,10 +616,17 @@ static kern_epilogue node_epilogue(const eng_node *node)
     const eng_fused_activation *fa = eng_node_activation(node);
     kern_epilogue e = {.act = KERN_ACT_NONE};
     switch (fa->kind) {
-    case ENG_ACT_RELU: e.act = KERN_ACT_RELU; break;
-    case ENG_ACT_CLIP: e.act = KERN_ACT_CLIP; break;
-    case ENG_ACT_LEAKY_RELU: e.act = KERN_ACT_LEAKY; break;
-    default: break;
+    case ENG_ACT_RELU:
+        e.act = KERN_ACT_RELU;
+        break;
+    case ENG_ACT_CLIP:
+        e.act = KERN_ACT_CLIP;
+        break;
+    case ENG_ACT_LEAKY_RELU:
+        e.act = KERN_ACT_LEAKY;
+        break;
+    default:
+        break;
     }
     e.a = fa->a;
     e.b = fa->b;
@@ -708,7 +740,7 @@ static void conv_gemm(void *arg, int64_t task, int slot)
     const conv_plan *p = c->p;
     int64_t n = task / p->group, g = task % p->group;
     const float *xg = c->x + (n * p->c + g * p->cg) * p->w.in_size;
-    const float *wg = c->w + g * p->mg * p->kdim;
+    const float *wg = c->w ? c->w + g * p->mg * p->kdim : NULL; /* NULL: read packed */
     float *yg = c->y + (n * p->m + g * p->mg) * p->w.out_size;
     char *ws = c->ws + (size_t)slot * p->slot_ws;
     kern_packed *pw = loaded_weights(c->packed, p->trans, g);
@@ -744,18 +776,29 @@ static void conv_gemm(void *arg, int64_t task, int slot)
     kern_parallel(c->pool, (p->mg + 31) / 32, transpose_out, &tc);
 }
 
-static void conv_float(const eng_op_call *call, const conv_plan *p, const float *x,
-                       const float *wt, const float *bias, float *y, char *ws)
+static void conv_float(const eng_op_call *call, const conv_plan *p, const float *x, const float *wt,
+                       const float *bias, float *y, char *ws)
 {
     kern_epilogue act = node_epilogue(call->node);
     if (p->kind == CONV_DEPTHWISE) {
-        dw_ctx c = {.p = p, .x = x, .w = wt, .bias = bias, .y = y, .ws = ws,
+        dw_ctx c = {.p = p,
+                    .x = x,
+                    .w = wt,
+                    .bias = bias,
+                    .y = y,
+                    .ws = ws,
                     .act = act.act != KERN_ACT_NONE ? &act : NULL};
         kern_parallel(call->threads, p->n * p->m, dw_plane, &c);
         return;
     }
-    gemm_ctx c = {.p = p, .packed = call->packed, .x = x, .w = wt, .bias = bias, .y = y,
-                  .ws = ws, .act = act};
+    gemm_ctx c = {.p = p,
+                  .packed = call->packed,
+                  .x = x,
+                  .w = wt,
+                  .bias = bias,
+                  .y = y,
+                  .ws = ws,
+                  .act = act};
     int64_t jobs = p->n * p->group;
     if (p->by_image) {
         kern_parallel(call->threads, jobs, conv_gemm, &c);
@@ -771,21 +814,26 @@ static void activate_double(double *y, int64_t n, const eng_fused_activation *fa
     for (int64_t i = 0; i < n; i++) {
         double v = y[i];
         switch (fa->kind) {
-        case ENG_ACT_RELU: v = v < 0 ? 0 : v; break;
+        case ENG_ACT_RELU:
+            v = v < 0 ? 0 : v;
+            break;
         case ENG_ACT_CLIP:
             v = v < fa->a ? fa->a : v;
             v = v > fa->b ? fa->b : v;
             break;
-        case ENG_ACT_LEAKY_RELU: v = v < 0 ? fa->a * v : v; break;
-        default: break;
+        case ENG_ACT_LEAKY_RELU:
+            v = v < 0 ? fa->a * v : v;
+            break;
+        default:
+            break;
         }
         y[i] = v;
     }
 }
 
 /* float64: a direct loop over every output and every tap. */
-static void conv_double(const conv_plan *p, const double *x, const double *wt,
-                        const double *bias, double *y)
+static void conv_double(const conv_plan *p, const double *x, const double *wt, const double *bias,
+                        double *y)
 {
     const kern_window *w = &p->w;
     int nsp = w->nsp;
@@ -803,8 +851,8 @@ static void conv_double(const conv_plan *p, const double *x, const double *wt,
                     int64_t idx = 0;
                     bool inside = true;
                     for (int d = 0; d < nsp; d++) {
-                        int64_t i = opos[d] * w->stride[d] - w->pad_begin[d] +
-                                    kpos[d] * w->dilation[d];
+                        int64_t i =
+                            opos[d] * w->stride[d] - w->pad_begin[d] + kpos[d] * w->dilation[d];
                         inside = inside && i >= 0 && i < w->in[d];
                         idx = idx * w->in[d] + i;
                     }
@@ -862,7 +910,10 @@ static ferry_status *conv_run(eng_op_call *call)
     eng_tensor *y = call->out[0];
     switch (x->dtype) {
     case FERRY_DTYPE_FLOAT:
-        conv_float(call, &p, x->data, w->data, b ? b->data : NULL, y->data, call->workspace);
+        /* Weights still misaligned in the file are only ever read packed. */
+        conv_float(call, &p, x->data,
+                   (uintptr_t)w->data % sizeof(float) ? NULL : (const float *)w->data,
+                   b ? b->data : NULL, y->data, call->workspace);
         break;
     case FERRY_DTYPE_DOUBLE:
         conv_double(&p, x->data, w->data, b ? b->data : NULL, y->data);
@@ -888,7 +939,8 @@ static ferry_status *conv_run(eng_op_call *call)
         kern_float_to_half(fy, y->data, eng_numel(y));
         break;
     }
-    default: return eng_bad_dtype("input X", x->dtype);
+    default:
+        return eng_bad_dtype("input X", x->dtype);
     }
     return NULL;
 }
@@ -929,8 +981,15 @@ static ferry_status *conv_pack(const eng_node *node, const eng_tensor *const *in
 }
 
 static const eng_op ops[] = {
-    {.domain = "", .name = "Conv", .since_version = 1, .init = conv_init, .fini = conv_fini,
-     .infer = conv_infer, .run = conv_run, .pack = conv_pack, .unpack = conv_unpack,
+    {.domain = "",
+     .name = "Conv",
+     .since_version = 1,
+     .init = conv_init,
+     .fini = conv_fini,
+     .infer = conv_infer,
+     .run = conv_run,
+     .pack = conv_pack,
+     .unpack = conv_unpack,
      .flags = ENG_OP_FUSES_ACTIVATION},
 };
 
