@@ -190,6 +190,13 @@ static int node_rank(const walk *w)
     if (n->n_implicit) return NOT_BATCH;
     if (listed(op, broadcasting)) return broadcast_rank(w);
     if (r == NOT_BATCH) return NOT_BATCH; /* a batch value in some other position */
+    if (n->fused_residual) {
+        /* Conv plus a fused Add: the residual is one more sample-wise operand. */
+        if (r < 0 || in_rank(w, 3) != r) return NOT_BATCH;
+        for (int i = 1; i < 3; i++)
+            if (i < n->n_in && n->in[i] >= 0 && !is_const(w, n->in[i])) return NOT_BATCH;
+        return r;
+    }
     if (listed(op, per_sample)) {
         if (!others_const(w) || eng_attr_int(n, "training_mode", 0)) return NOT_BATCH;
         if (strcmp(op, "Dropout") && !single_output(w)) return NOT_BATCH;

@@ -93,6 +93,11 @@ const eng_fused_activation *eng_node_activation(const eng_node *n)
     return &n->activation;
 }
 
+bool eng_node_fused_residual(const eng_node *n)
+{
+    return n->fused_residual;
+}
+
 const char *eng_node_name(const eng_node *n)
 {
     return n->name ? n->name : "";
@@ -408,6 +413,7 @@ static bool as_activation(const ferry_model *m, const eng_node *n, eng_fused_act
 /* Moves an activation into the operator producing its input when that operator can apply it
  * while writing its output (Conv, Gemm, MatMul): one pass over memory instead of two. */
 static void fuse_matmul_bias(ferry_model *m, const int *uses);
+static void fuse_conv_residual(ferry_model *m, const int *uses);
 
 static void fuse_activations(ferry_model *m)
 {
@@ -420,6 +426,7 @@ static void fuse_activations(ferry_model *m)
     /* Bias first, so that MatMul + Add + Relu ends as one MatMul. A fused Add's output keeps
      * its single use (now by the activation), so the counts stay right. */
     fuse_matmul_bias(m, uses);
+    fuse_conv_residual(m, uses);
     for (int k = 0; k < m->n_nodes; k++) {
         eng_node *act = &m->nodes[k];
         eng_fused_activation fa;
@@ -477,6 +484,51 @@ static void fuse_matmul_bias(ferry_model *m, const int *uses)
             mm->n_in = 3;
             mm->out[0] = add->out[0];
             m->values[add->out[0]].producer = m->values[v].producer;
+            add->folded = true;
+            break;
+        }
+    }
+}
+
+/* Add(Conv(...), R) becomes a Conv that adds R while writing its output (ResNet's and
+ * MobileNetV2's skip connections), so that a following Relu fuses too and the sum never takes
+ * a pass of its own. R must be computed before the Conv runs; with both operands from Convs,
+ * the later one takes the Add. Float weights with more than one input channel per group only
+ * (the GEMM paths, whose epilogue adds it); Conv itself handles shapes that broadcast. */
+static void fuse_conv_residual(ferry_model *m, const int *uses)
+{
+    for (int k = 0; k < m->n_nodes; k++) {
+        eng_node *add = &m->nodes[k];
+        if (add->folded || *add->domain || strcmp(add->op_type, "Add") || add->n_in != 2 ||
+            add->n_out != 1 || add->opset < 7 || add->in[0] == add->in[1])
+            continue;
+        for (int side = 1; side >= 0; side--) {
+            int v = add->in[side], r = add->in[1 - side];
+            if (v < 0 || r < 0 || m->values[v].kind != ENG_VALUE_NODE || uses[v] != 1 ||
+                m->values[r].kind == ENG_VALUE_CONST)
+                continue;
+            int ci = m->values[v].producer;
+            eng_node *conv = &m->nodes[ci];
+            if (conv->folded || *conv->domain || strcmp(conv->op_type, "Conv") || conv->n_in < 2 ||
+                conv->n_in > 3 || conv->n_implicit || conv->out[0] != v ||
+                conv->activation.kind != ENG_ACT_NONE || conv->fused_residual)
+                continue;
+            int w = conv->in[1];
+            if (w < 0 || m->values[w].kind != ENG_VALUE_CONST) continue;
+            const eng_tensor *wt = &m->values[w].tensor;
+            if (wt->dtype != FERRY_DTYPE_FLOAT || wt->rank < 3 || wt->dims[1] == 1) continue;
+            if (m->values[r].kind == ENG_VALUE_NODE && m->values[r].producer >= ci) continue;
+            int *ins = core_pool_alloc(&m->pool, 4 * sizeof(int), 8);
+            if (!ins) return; /* an optimisation: skipping it is correct */
+            ins[0] = conv->in[0];
+            ins[1] = w;
+            ins[2] = conv->n_in > 2 ? conv->in[2] : -1;
+            ins[3] = r;
+            conv->in = ins;
+            conv->n_in = 4;
+            conv->fused_residual = true;
+            conv->out[0] = add->out[0];
+            m->values[add->out[0]].producer = ci;
             add->folded = true;
             break;
         }

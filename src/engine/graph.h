@@ -62,7 +62,8 @@ struct eng_node {
     void *packed; /* from op->pack */
     bool folded;  /* computed at load (outputs are constants) or fused into its producer */
     eng_fused_activation activation; /* applied by this node's op to output 0 */
-    bool plan_time; /* its outputs are needed by shape inference: run while planning */
+    bool fused_residual; /* Conv: input 3 is an Add's other operand, added before activation */
+    bool plan_time;      /* its outputs are needed by shape inference: run while planning */
 };
 
 typedef struct eng_opset {

@@ -125,6 +125,9 @@ const char *eng_node_op_type(const eng_node *node); /* "Conv" */
 
 /* The activation fused into the node's output 0 ({ENG_ACT_NONE} when none); never NULL. */
 const eng_fused_activation *eng_node_activation(const eng_node *node);
+/* True when a graph pass fused a following Add into the node (Conv): its input 3 is the Add's
+ * other operand, to be added to output 0 before the activation. */
+bool eng_node_fused_residual(const eng_node *node);
 
 /* True when the node has an attribute NAME. */
 bool eng_attr_has(const eng_node *node, const char *name);

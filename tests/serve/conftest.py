@@ -70,9 +70,14 @@ class Server:
             return f.read().decode("utf-8", "replace")
 
     def lines(self):
-        """Every log line so far, parsed; a line that is not JSON fails the test."""
+        """Every complete log line so far, parsed; a line that is not JSON fails the test. A
+        last line without its newline is still being written (a reader can see part of a
+        write(2) to a file) and waits for the next call."""
         out = []
-        for raw in self.text().splitlines():
+        text = self.text()
+        if not text.endswith("\n"):
+            text = text[:text.rfind("\n") + 1]
+        for raw in text.splitlines():
             if not raw.strip():
                 continue
             try:

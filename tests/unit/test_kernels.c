@@ -171,7 +171,10 @@ static void run_gemm_case(const gemm_case *t)
     float *c = guarded(csz), *c0 = malloc((csz + 1) * sizeof(float));
     float *rb = malloc((size_t)(m + 1) * sizeof(float));
     float *cb = malloc((size_t)(n + 1) * sizeof(float));
-    assert_true(a && b && c0 && rb && cb);
+    int64_t ldr = n + irand(0, 3);
+    float *res = malloc((size_t)(m * ldr + 1) * sizeof(float));
+    assert_true(a && b && c0 && rb && cb && res);
+    fill(res, (size_t)(m * ldr) + 1);
     fill(a, asz);
     fill(b, bsz);
     fill(rb, (size_t)m + 1);
@@ -246,6 +249,10 @@ static void run_gemm_case(const gemm_case *t)
     g.epi = epis[t->epi % 4];
     if (t->epi & 4) g.epi.row_bias = rb;
     if (t->epi & 8) g.epi.col_bias = cb;
+    if (t->epi & 16) {
+        g.epi.residual = res;
+        g.epi.ldr = ldr;
+    }
 
     size_t wsz = kern_gemm_workspace(&g, core_threadpool_size(t->pool));
     void *ws = aligned_alloc(64, (wsz + 64) / 64 * 64);
@@ -275,6 +282,7 @@ static void run_gemm_case(const gemm_case *t)
             }
             if (g.epi.row_bias) want += rb[i];
             if (g.epi.col_bias) want += cb[j];
+            if (g.epi.residual) want += res[i * ldr + j];
             want = act_ref(want, &g.epi);
             check_close(c[at], want, wmag + 2, what, at);
         }
@@ -289,6 +297,7 @@ static void run_gemm_case(const gemm_case *t)
     free(c0);
     free(rb);
     free(cb);
+    free(res);
     free_guarded(c);
 }
 
@@ -319,7 +328,7 @@ static void gemm_driver_matches_reference(void **state)
             gemm_case t = {.isa = isas[s], .m = pick_dim(70), .n = pick_dim(90),
                            .k = iter % 5 == 0 ? irand(250, 600) : pick_dim(80),
                            .ta = rnd() % 2, .tb = rnd() % 2, .akind = iter % A_KINDS,
-                           .bkind = (iter / A_KINDS) % B_KINDS, .epi = irand(0, 15),
+                           .bkind = (iter / A_KINDS) % B_KINDS, .epi = irand(0, 31),
                            .pool = iter % 3 == 0 ? pool3 : NULL};
             t.alpha = t.akind == A_STRIDED || t.akind == A_PACKED ? alphas[rnd() % 3] : 1.0f;
             t.beta = betas[rnd() % 4];

@@ -111,6 +111,7 @@ static KERN_INLINE void store_tile(vf8 acc[MRP][2], float *restrict c, int64_t l
             if (epi) {
                 x += rb;
                 if (epi->col_bias) x += epi->col_bias[j0 + j];
+                if (epi->residual) x += epi->residual[(i0 + i) * epi->ldr + j0 + j];
                 x = act1(x, epi);
             }
             row[j] = x;
@@ -449,7 +450,7 @@ void kern_release_pages(const void *p, size_t n)
 
 static bool epi_active(const kern_epilogue *e)
 {
-    return e->row_bias || e->col_bias || e->act != KERN_ACT_NONE;
+    return e->row_bias || e->col_bias || e->residual || e->act != KERN_ACT_NONE;
 }
 
 KERN_CLONES void kern_activate(float *x, int64_t n, const kern_epilogue *e)
@@ -499,6 +500,8 @@ KERN_CLONES static void apply_epilogue(float *c, int64_t m, int64_t n, int64_t l
             for (int64_t j = 0; j < n; j++) row[j] += rb;
         if (e->col_bias)
             for (int64_t j = 0; j < n; j++) row[j] += e->col_bias[j];
+        if (e->residual)
+            for (int64_t j = 0; j < n; j++) row[j] += e->residual[i * e->ldr + j];
         kern_activate(row, n, e);
     }
 }

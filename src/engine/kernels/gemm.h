@@ -78,10 +78,13 @@ typedef enum kern_act {
 } kern_act;
 
 /* What happens to each element of C once the product is complete: C += row_bias[i] +
- * col_bias[j], then the activation. NaN inputs stay NaN, as in the reference operators. */
+ * col_bias[j] + residual[i * ldr + j], then the activation. NaN inputs stay NaN, as in the
+ * reference operators. The residual must not overlap C. */
 typedef struct kern_epilogue {
     const float *row_bias; /* M values or NULL (Conv: one bias per output channel) */
     const float *col_bias; /* N values or NULL (Gemm / MatMul: one bias per output column) */
+    const float *residual; /* M x N values or NULL (Conv: the skip connection added after it) */
+    int64_t ldr;           /* the residual's row stride */
     kern_act act;
     float a, b; /* CLIP: lo and hi; LEAKY: alpha in a */
 } kern_epilogue;

@@ -84,6 +84,11 @@ static ALWAYS_INLINE T512 void store512(int rows, __m512 *c0, __m512 *c1, float 
             }
             x0 = _mm512_add_ps(x0, cb0);
             x1 = _mm512_add_ps(x1, cb1);
+            if (epi->residual) {
+                const float *rr = epi->residual + (i0 + i) * epi->ldr + j0;
+                x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, rr));
+                x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, rr + 16));
+            }
             x0 = act512(x0, epi);
             x1 = act512(x1, epi);
         }
@@ -241,8 +246,15 @@ static ALWAYS_INLINE T256 void store256(int rows, __m256 *c0, __m256 *c1, float 
                 x0 = _mm256_add_ps(x0, rb);
                 x1 = _mm256_add_ps(x1, rb);
             }
-            x0 = act256(_mm256_add_ps(x0, cb0), epi);
-            x1 = act256(_mm256_add_ps(x1, cb1), epi);
+            x0 = _mm256_add_ps(x0, cb0);
+            x1 = _mm256_add_ps(x1, cb1);
+            if (epi->residual) {
+                const float *rr = epi->residual + (i0 + i) * epi->ldr + j0;
+                x0 = _mm256_add_ps(x0, _mm256_maskload_ps(rr, m0));
+                x1 = _mm256_add_ps(x1, _mm256_maskload_ps(rr + 8, m1));
+            }
+            x0 = act256(x0, epi);
+            x1 = act256(x1, epi);
         }
         if (full) {
             _mm256_storeu_ps(cr, x0);

@@ -57,6 +57,11 @@ typedef struct conv_plan {
     size_t ind_ws;        /* indirect: padded input, row pointers and tap offsets, same */
     size_t slot_ws;       /* bytes per slot (by_image or depthwise) */
     size_t total_ws;      /* float32 scratch of the whole call, a multiple of 64 */
+    /* A residual input R (input 3, fused from a following Add): added before the activation.
+     * When its shape is not the output's, the sum broadcasts after the convolution, which
+     * then writes to scratch (residual_ws bytes after total_ws). */
+    bool residual_broadcast;
+    size_t residual_ws;
 } conv_plan;
 
 /* Constant weights, packed into GEMM panels on first use in either layout (see
@@ -638,6 +643,7 @@ typedef struct gemm_ctx {
     const conv_plan *p;
     const conv_packed *packed;
     const float *x, *w, *bias;
+    const float *residual; /* shaped like Y, or NULL */
     float *y;
     char *ws;
     kern_epilogue act;
@@ -649,6 +655,8 @@ typedef struct copy_ctx {
     const conv_plan *p;
     const float *src;
     float *dst;
+    const float *residual;    /* transposition: added to the output, or NULL */
+    const kern_epilogue *act; /* transposition with a residual: applied after it, or NULL */
 } copy_ctx;
 
 #define COPY_CHANNELS 8 /* channels per padded-copy task */
@@ -727,10 +735,18 @@ KERN_CLONES static void transpose_out(void *arg, int64_t task, int slot)
     const float *restrict ct = cc->src;
     float *restrict y = cc->dst;
     int64_t m0 = task * 32, m1 = min64(mg, m0 + 32);
+    const float *restrict r = cc->residual;
     for (int64_t i0 = 0; i0 < n; i0 += 32) {
         int64_t i1 = min64(n, i0 + 32);
-        for (int64_t m = m0; m < m1; m++)
-            for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m];
+        if (!r) {
+            for (int64_t m = m0; m < m1; m++)
+                for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m];
+            continue;
+        }
+        for (int64_t m = m0; m < m1; m++) {
+            for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m] + r[m * n + i];
+            if (cc->act) kern_activate(y + m * n + i0, i1 - i0, cc->act);
+        }
     }
 }
 
@@ -742,6 +758,7 @@ static void conv_gemm(void *arg, int64_t task, int slot)
     const float *xg = c->x + (n * p->c + g * p->cg) * p->w.in_size;
     const float *wg = c->w ? c->w + g * p->mg * p->kdim : NULL; /* NULL: read packed */
     float *yg = c->y + (n * p->m + g * p->mg) * p->w.out_size;
+    const float *rg = c->residual ? c->residual + (n * p->m + g * p->mg) * p->w.out_size : NULL;
     char *ws = c->ws + (size_t)slot * p->slot_ws;
     kern_packed *pw = loaded_weights(c->packed, p->trans, g);
     kern_gemm gm;
@@ -757,6 +774,8 @@ static void conv_gemm(void *arg, int64_t task, int slot)
             gm.pack_b_ctx = &cc;
         gm.c = yg;
         gm.epi.row_bias = c->bias ? c->bias + g * p->mg : NULL;
+        gm.epi.residual = rg;
+        gm.epi.ldr = p->w.out_size;
         kern_gemm_run(&gm, c->pool, ws);
         return;
     }
@@ -771,15 +790,23 @@ static void conv_gemm(void *arg, int64_t task, int slot)
     float *ct = (float *)(ws + p->gemm_ws);
     gm.c = ct;
     gm.epi.col_bias = c->bias ? c->bias + g * p->mg : NULL;
+    /* The residual is in Y's layout: the transposition adds it, then activates. */
+    if (rg) gm.epi.act = KERN_ACT_NONE;
     kern_gemm_run(&gm, c->pool, ws);
-    copy_ctx tc = {.p = p, .src = ct, .dst = yg};
+    copy_ctx tc = {.p = p,
+                   .src = ct,
+                   .dst = yg,
+                   .residual = rg,
+                   .act = rg && c->act.act != KERN_ACT_NONE ? &c->act : NULL};
     kern_parallel(c->pool, (p->mg + 31) / 32, transpose_out, &tc);
 }
 
+/* Y = act(conv(X) + RESIDUAL); with ACTIVATE false the caller activates. */
 static void conv_float(const eng_op_call *call, const conv_plan *p, const float *x, const float *wt,
-                       const float *bias, float *y, char *ws)
+                       const float *bias, const float *residual, bool activate, float *y, char *ws)
 {
     kern_epilogue act = node_epilogue(call->node);
+    if (!activate) act.act = KERN_ACT_NONE;
     if (p->kind == CONV_DEPTHWISE) {
         dw_ctx c = {.p = p,
                     .x = x,
@@ -796,6 +823,7 @@ static void conv_float(const eng_op_call *call, const conv_plan *p, const float 
                   .x = x,
                   .w = wt,
                   .bias = bias,
+                  .residual = residual,
                   .y = y,
                   .ws = ws,
                   .act = act};
@@ -874,9 +902,54 @@ static void conv_double(const conv_plan *p, const double *x, const double *wt, c
     }
 }
 
+/* The residual a graph pass fused into this Conv (see fuse_conv_residual), or NULL. */
+static const eng_tensor *residual(const eng_op_call *call)
+{
+    return eng_node_fused_residual(call->node) ? input(call, 3) : NULL;
+}
+
+static bool same_dims(const eng_tensor *a, const eng_tensor *b)
+{
+    return a->rank == b->rank && !memcmp(a->dims, b->dims, (size_t)a->rank * sizeof(a->dims[0]));
+}
+
+/* Y = A + R with numpy broadcasting; A is the convolution's result, shaped like CONV. */
+static void add_broadcast(eng_tensor *y, const float *a, const eng_tensor *conv,
+                          const eng_tensor *r)
+{
+    int rank = y->rank;
+    int64_t sa[FERRY_MAX_RANK], sr[FERRY_MAX_RANK], idx[FERRY_MAX_RANK] = {0};
+    int64_t na = 1, nr = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        int da = d - (rank - conv->rank), dr = d - (rank - r->rank);
+        int64_t ea = da < 0 ? 1 : conv->dims[da], er = dr < 0 ? 1 : r->dims[dr];
+        sa[d] = ea == 1 ? 0 : na;
+        sr[d] = er == 1 ? 0 : nr;
+        na *= ea;
+        nr *= er;
+    }
+    const float *rv = r->data;
+    float *out = y->data;
+    int64_t total = eng_numel(y), oa = 0, orr = 0;
+    for (int64_t i = 0; i < total; i++) {
+        out[i] = a[oa] + rv[orr];
+        for (int d = rank - 1; d >= 0; d--) {
+            oa += sa[d];
+            orr += sr[d];
+            if (++idx[d] < y->dims[d]) break;
+            oa -= sa[d] * y->dims[d];
+            orr -= sr[d] * y->dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 static ferry_status *conv_infer(eng_op_call *call)
 {
     conv_plan p;
+    if (call->n_in > 3 && !eng_node_fused_residual(call->node))
+        return core_error(FERRY_ERR_INVALID_MODEL, "Conv takes at most 3 inputs, got %d",
+                          call->n_in);
     ferry_status *st = conv_plan_make(call, true, &p);
     if (st) return st;
     const eng_tensor *x = call->in[0];
@@ -897,6 +970,18 @@ static ferry_status *conv_infer(eng_op_call *call)
               (b ? align64((size_t)eng_numel(b) * sizeof(float)) : 0) +
               align64((size_t)eng_numel(y) * sizeof(float));
     }
+    const eng_tensor *r = residual(call);
+    if (r) {
+        if (x->dtype != FERRY_DTYPE_FLOAT || r->dtype != FERRY_DTYPE_FLOAT)
+            return eng_bad_dtype("the Add fused into this Conv", r->dtype);
+        if (!same_dims(r, y) || p.kind == CONV_DEPTHWISE) {
+            /* The sum broadcasts (or the kernel adds nothing): convolve into scratch first. */
+            ws += align64((size_t)eng_numel(y) * sizeof(float));
+            eng_tensor conv = *y;
+            const eng_tensor *pair[2] = {&conv, r};
+            if ((st = eng_broadcast_shapes(y, pair, 2))) return st;
+        }
+    }
     call->workspace_size = ws;
     return NULL;
 }
@@ -909,12 +994,28 @@ static ferry_status *conv_run(eng_op_call *call)
     const eng_tensor *x = call->in[0], *w = call->in[1], *b = input(call, 2);
     eng_tensor *y = call->out[0];
     switch (x->dtype) {
-    case FERRY_DTYPE_FLOAT:
+    case FERRY_DTYPE_FLOAT: {
         /* Weights still misaligned in the file are only ever read packed. */
-        conv_float(call, &p, x->data,
-                   (uintptr_t)w->data % sizeof(float) ? NULL : (const float *)w->data,
-                   b ? b->data : NULL, y->data, call->workspace);
+        const float *wt = (uintptr_t)w->data % sizeof(float) ? NULL : (const float *)w->data;
+        const eng_tensor *r = residual(call);
+        eng_tensor conv = *y;
+        conv.rank = x->rank;
+        conv.dims[0] = p.n;
+        conv.dims[1] = p.m;
+        for (int i = 2; i < x->rank; i++) conv.dims[i] = x->rank == 3 ? p.w.out[1] : p.w.out[i - 2];
+        if (r && (!same_dims(r, &conv) || !same_dims(y, &conv) || p.kind == CONV_DEPTHWISE)) {
+            float *tmp = (float *)((char *)call->workspace + p.total_ws);
+            conv_float(call, &p, x->data, wt, b ? b->data : NULL, NULL, false, tmp,
+                       call->workspace);
+            add_broadcast(y, tmp, &conv, r);
+            kern_epilogue act = node_epilogue(call->node);
+            kern_activate(y->data, eng_numel(y), &act);
+            break;
+        }
+        conv_float(call, &p, x->data, wt, b ? b->data : NULL, r ? r->data : NULL, true, y->data,
+                   call->workspace);
         break;
+    }
     case FERRY_DTYPE_DOUBLE:
         conv_double(&p, x->data, w->data, b ? b->data : NULL, y->data);
         activate_double(y->data, eng_numel(y), eng_node_activation(call->node));
@@ -935,7 +1036,7 @@ static ferry_status *conv_run(eng_op_call *call)
         float *fy = (float *)q;
         kern_half_to_float(x->data, fx, eng_numel(x));
         kern_half_to_float(w->data, fw, eng_numel(w));
-        conv_float(call, &p, fx, fw, fb, fy, ws);
+        conv_float(call, &p, fx, fw, fb, NULL, true, fy, ws);
         kern_float_to_half(fy, y->data, eng_numel(y));
         break;
     }
