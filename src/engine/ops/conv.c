@@ -743,7 +743,16 @@ KERN_CLONES static void transpose_out(void *arg, int64_t task, int slot)
                 for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m];
             continue;
         }
+        bool relu = cc->act && cc->act->act == KERN_ACT_RELU;
         for (int64_t m = m0; m < m1; m++) {
+            if (relu) {
+                /* The usual case (ResNet's Add + Relu), inline; NaN stays NaN. */
+                for (int64_t i = i0; i < i1; i++) {
+                    float v = ct[i * mg + m] + r[m * n + i];
+                    y[m * n + i] = v < 0.0f ? 0.0f : v;
+                }
+                continue;
+            }
             for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m] + r[m * n + i];
             if (cc->act) kern_activate(y + m * n + i0, i1 - i0, cc->act);
         }
