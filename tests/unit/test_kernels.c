@@ -19,6 +19,7 @@
 
 #include "core/threadpool.h"
 #include "engine/kernels/depthwise.h"
+#include "engine/kernels/transpose.h"
 #include "engine/kernels/gemm.h"
 #include "ferry.h"
 #include "pbw.h"
@@ -92,10 +93,14 @@ static void free_guarded(float *x)
 static double act_ref(double x, const kern_epilogue *e)
 {
     switch (e->act) {
-    case KERN_ACT_RELU: return x < 0 ? 0 : x;
-    case KERN_ACT_CLIP: return x < e->a ? e->a : x > e->b ? e->b : x;
-    case KERN_ACT_LEAKY: return x < 0 ? e->a * x : x;
-    default: return x;
+    case KERN_ACT_RELU:
+        return x < 0 ? 0 : x;
+    case KERN_ACT_CLIP:
+        return x < e->a ? e->a : x > e->b ? e->b : x;
+    case KERN_ACT_LEAKY:
+        return x < 0 ? e->a * x : x;
+    default:
+        return x;
     }
 }
 
@@ -104,8 +109,8 @@ static void check_close(float got, double want, double mag, const char *what, si
 {
     double tol = 1e-5 * (mag + 1.0);
     if (!(fabs((double)got - want) <= tol))
-        fail_msg("%s: element %zu is %.7g, expected %.7g (tolerance %.3g)", what, at, got,
-                 want, tol);
+        fail_msg("%s: element %zu is %.7g, expected %.7g (tolerance %.3g)", what, at, got, want,
+                 tol);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -136,8 +141,8 @@ static void pack_a_cb(const void *ctx, int64_t i0, int64_t mc, int64_t p0, int64
             dst[i / mr * kc * mr + p * mr + i % mr] = i < mc ? mat_at(a, i0 + i, p0 + p) : 0.0f;
 }
 
-static void pack_b_cb(const void *ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
-                      int64_t ldd, float *dst)
+static void pack_b_cb(const void *ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t ldd,
+                      float *dst)
 {
     const mat *b = ctx;
     for (int64_t p = 0; p < kc; p++)
@@ -159,9 +164,8 @@ static void run_gemm_case(const gemm_case *t)
     char what[200];
     snprintf(what, sizeof(what),
              "%s m=%lld n=%lld k=%lld ta=%d tb=%d alpha=%g beta=%g A%d B%d epi%d threads=%d",
-             kern_isa_name(t->isa), (long long)t->m, (long long)t->n, (long long)t->k, t->ta,
-             t->tb, t->alpha, t->beta, t->akind, t->bkind, t->epi,
-             core_threadpool_size(t->pool));
+             kern_isa_name(t->isa), (long long)t->m, (long long)t->n, (long long)t->k, t->ta, t->tb,
+             t->alpha, t->beta, t->akind, t->bkind, t->epi, core_threadpool_size(t->pool));
     int64_t m = t->m, n = t->n, k = t->k;
     int64_t lda = (t->ta ? m : k) + irand(0, 3), ldb = (t->tb ? k : n) + irand(0, 3);
     int64_t ldc = n + irand(0, 5);
@@ -187,8 +191,14 @@ static void run_gemm_case(const gemm_case *t)
     }
     mat am = {a, lda, t->ta}, bm = {b, ldb, t->tb};
 
-    kern_gemm g = {.m = m, .n = n, .k = k, .isa = t->isa, .alpha = t->alpha, .c = c,
-                   .ldc = ldc, .beta = t->beta};
+    kern_gemm g = {.m = m,
+                   .n = n,
+                   .k = k,
+                   .isa = t->isa,
+                   .alpha = t->alpha,
+                   .c = c,
+                   .ldc = ldc,
+                   .beta = t->beta};
     kern_packed *pa = NULL, *pb = NULL;
     const float **rows = NULL;
     int64_t *off = NULL;
@@ -265,8 +275,8 @@ static void run_gemm_case(const gemm_case *t)
             size_t at = (size_t)(i * ldc + j);
             if (j >= n) {
                 if (memcmp(&c[at], &c0[at], sizeof(float)))
-                    fail_msg("%s: padding at row %lld col %lld overwritten", what,
-                             (long long)i, (long long)j);
+                    fail_msg("%s: padding at row %lld col %lld overwritten", what, (long long)i,
+                             (long long)j);
                 continue;
             }
             double s = 0, mag = 0;
@@ -325,10 +335,15 @@ static void gemm_driver_matches_reference(void **state)
         for (int iter = 0; iter < 160; iter++) {
             static const float alphas[] = {1.0f, 0.5f, -1.25f};
             static const float betas[] = {0.0f, 1.0f, 0.75f, -2.0f};
-            gemm_case t = {.isa = isas[s], .m = pick_dim(70), .n = pick_dim(90),
+            gemm_case t = {.isa = isas[s],
+                           .m = pick_dim(70),
+                           .n = pick_dim(90),
                            .k = iter % 5 == 0 ? irand(250, 600) : pick_dim(80),
-                           .ta = rnd() % 2, .tb = rnd() % 2, .akind = iter % A_KINDS,
-                           .bkind = (iter / A_KINDS) % B_KINDS, .epi = irand(0, 31),
+                           .ta = rnd() % 2,
+                           .tb = rnd() % 2,
+                           .akind = iter % A_KINDS,
+                           .bkind = (iter / A_KINDS) % B_KINDS,
+                           .epi = irand(0, 31),
                            .pool = iter % 3 == 0 ? pool3 : NULL};
             t.alpha = t.akind == A_STRIDED || t.akind == A_PACKED ? alphas[rnd() % 3] : 1.0f;
             t.beta = betas[rnd() % 4];
@@ -341,8 +356,8 @@ static void gemm_driver_matches_reference(void **state)
             run_gemm_case(&t);
         }
         /* K = 0: C = beta * C, then the epilogue. */
-        gemm_case z = {.isa = isas[s], .m = 5, .n = 7, .k = 0, .alpha = 1, .beta = 0.5f,
-                       .epi = 4 | 8 | 1};
+        gemm_case z = {
+            .isa = isas[s], .m = 5, .n = 7, .k = 0, .alpha = 1, .beta = 0.5f, .epi = 4 | 8 | 1};
         run_gemm_case(&z);
     }
     core_threadpool_destroy(pool3);
@@ -416,6 +431,36 @@ static void depthwise_matches_reference(void **state)
     if (!tested) printf("  (no depthwise kernel for this CPU: nothing to compare)\n");
 }
 
+static void transpose_matches_reference(void **state)
+{
+    (void)state;
+    const kern_isa isas[] = {KERN_ISA_PORTABLE, KERN_ISA_AVX2, KERN_ISA_AVX512};
+    for (int s = 0; s < 3; s++) {
+        if (!kern_isa_supported(isas[s])) continue;
+        for (int iter = 0; iter < 200; iter++) {
+            int64_t rows = pick_dim(70), cols = pick_dim(70);
+            int64_t ldx = cols + irand(0, 5), ldy = rows + irand(0, 5);
+            size_t nx = (size_t)(rows * ldx), ny = (size_t)(cols * ldy);
+            float *x = malloc(nx * sizeof(float)), *y = guarded(ny);
+            assert_non_null(x);
+            fill(x, nx);
+            for (size_t i = 0; i < ny; i++) y[i] = guard_value(i);
+            kern_transpose(isas[s], x, ldx, y, ldy, rows, cols);
+            check_guards(y, ny, "transpose");
+            for (int64_t j = 0; j < cols; j++)
+                for (int64_t i = 0; i < ldy; i++) {
+                    float want = i < rows ? x[i * ldx + j] : guard_value((size_t)(j * ldy + i));
+                    if (memcmp(&y[j * ldy + i], &want, sizeof(float)))
+                        fail_msg("transpose %s %lldx%lld: y[%lld][%lld] wrong",
+                                 kern_isa_name(isas[s]), (long long)rows, (long long)cols,
+                                 (long long)j, (long long)i);
+                }
+            free(x);
+            free_guarded(y);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------------------------
  * One-node models
  * ---------------------------------------------------------------------------------------- */
@@ -464,7 +509,9 @@ static void add_activation(pbw *g, int t, const char *in, const char *out)
     const char *ins[] = {in, NULL}, *outs[] = {out, NULL};
     pbw n;
     switch (t) {
-    case 1: n = node_begin("Relu", ins, outs); break;
+    case 1:
+        n = node_begin("Relu", ins, outs);
+        break;
     case 2:
         n = node_begin("LeakyRelu", ins, outs);
         attr_float(&n, "alpha", 0.2f);
@@ -484,17 +531,20 @@ static void add_activation(pbw *g, int t, const char *in, const char *out)
 static double act_model(double x, int t)
 {
     switch (t) {
-    case 1: return x < 0 ? 0 : x;
-    case 2: return x < 0 ? 0.2 * x : x;
-    case 3: return x < -0.25 ? -0.25 : x > 0.5 ? 0.5 : x;
-    default: return x;
+    case 1:
+        return x < 0 ? 0 : x;
+    case 2:
+        return x < 0 ? 0.2 * x : x;
+    case 3:
+        return x < -0.25 ? -0.25 : x > 0.5 ? 0.5 : x;
+    default:
+        return x;
     }
 }
 
 /* Runs the model with inputs X (and extra inputs) on THREADS threads; returns output 0, which
  * the caller frees. */
-static float *run_model(pbw *m, int threads, int n_in, const ferry_tensor_view *ins,
-                        int64_t *numel)
+static float *run_model(pbw *m, int threads, int n_in, const ferry_tensor_view *ins, int64_t *numel)
 {
     ferry_model_options o = {.intra_op_threads = threads};
     ferry_model *model;
@@ -590,12 +640,12 @@ static void run_conv_case(const conv_case *t, int threads)
     free(m.d);
 
     char what[160];
-    snprintf(what, sizeof(what), "Conv %dD n=%lld c=%lld m=%lld group=%lld k=%lld s=%lld d=%lld "
+    snprintf(what, sizeof(what),
+             "Conv %dD n=%lld c=%lld m=%lld group=%lld k=%lld s=%lld d=%lld "
              "in=%lld const_w=%d act=%d threads=%d isa=%s",
              nsp, (long long)t->n, (long long)t->c, (long long)t->m, (long long)t->group,
              (long long)t->k[nsp - 1], (long long)t->s[nsp - 1], (long long)t->d[nsp - 1],
-             (long long)t->in[nsp - 1], t->const_w, t->act, threads,
-             kern_isa_name(KERN_ISA_AUTO));
+             (long long)t->in[nsp - 1], t->const_w, t->act, threads, kern_isa_name(KERN_ISA_AUTO));
     assert_int_equal(ny, t->n * t->m * outsz);
     for (int64_t n = 0; n < t->n; n++) {
         for (int64_t oc = 0; oc < t->m; oc++) {
@@ -640,7 +690,10 @@ static void run_conv_case(const conv_case *t, int threads)
 
 static conv_case random_conv(int iter)
 {
-    conv_case t = {.nsp = 2, .n = irand(1, 3), .const_w = rnd() % 4 != 0, .bias = rnd() % 3,
+    conv_case t = {.nsp = 2,
+                   .n = irand(1, 3),
+                   .const_w = rnd() % 4 != 0,
+                   .bias = rnd() % 3,
                    .act = irand(0, 3)};
     if (iter % 9 == 0) t.nsp = 1;
     if (iter % 23 == 0) t.nsp = 3;
@@ -685,17 +738,48 @@ static void conv_matches_reference(void **state)
             run_conv_case(&t, iter % 2 ? 3 : 1);
         }
         /* The shapes the end-to-end models use, at reduced width. */
-        conv_case dw = {.nsp = 2, .n = 2, .c = 24, .m = 24, .group = 24, .in = {14, 14},
-                        .k = {3, 3}, .s = {2, 2}, .d = {1, 1}, .pb = {1, 1}, .pe = {1, 1},
-                        .const_w = true, .bias = true, .act = 3};
+        conv_case dw = {.nsp = 2,
+                        .n = 2,
+                        .c = 24,
+                        .m = 24,
+                        .group = 24,
+                        .in = {14, 14},
+                        .k = {3, 3},
+                        .s = {2, 2},
+                        .d = {1, 1},
+                        .pb = {1, 1},
+                        .pe = {1, 1},
+                        .const_w = true,
+                        .bias = true,
+                        .act = 3};
         run_conv_case(&dw, 3);
-        conv_case c3 = {.nsp = 2, .n = 1, .c = 32, .m = 64, .group = 1, .in = {7, 7},
-                        .k = {3, 3}, .s = {1, 1}, .d = {1, 1}, .pb = {1, 1}, .pe = {1, 1},
-                        .const_w = true, .bias = true, .act = 1};
+        conv_case c3 = {.nsp = 2,
+                        .n = 1,
+                        .c = 32,
+                        .m = 64,
+                        .group = 1,
+                        .in = {7, 7},
+                        .k = {3, 3},
+                        .s = {1, 1},
+                        .d = {1, 1},
+                        .pb = {1, 1},
+                        .pe = {1, 1},
+                        .const_w = true,
+                        .bias = true,
+                        .act = 1};
         run_conv_case(&c3, 1);
         run_conv_case(&c3, 3);
-        conv_case pw = {.nsp = 2, .n = 3, .c = 40, .m = 72, .group = 1, .in = {9, 11},
-                        .k = {1, 1}, .s = {1, 1}, .d = {1, 1}, .const_w = true, .act = 2};
+        conv_case pw = {.nsp = 2,
+                        .n = 3,
+                        .c = 40,
+                        .m = 72,
+                        .group = 1,
+                        .in = {9, 11},
+                        .k = {1, 1},
+                        .s = {1, 1},
+                        .d = {1, 1},
+                        .const_w = true,
+                        .act = 2};
         run_conv_case(&pw, 3);
     }
     kern_isa_override(KERN_ISA_AUTO);
@@ -752,15 +836,17 @@ static void gemm_op_case(int iter, int threads)
         for (int64_t j = 0; j < n; j++) {
             double s = 0, mag = 0;
             for (int64_t p = 0; p < k; p++) {
-                double v2 = (double)(ta ? a[p * m + i] : a[i * k + p]) *
-                            (tb ? b[j * k + p] : b[p * n + j]);
+                double v2 =
+                    (double)(ta ? a[p * m + i] : a[i * k + p]) * (tb ? b[j * k + p] : b[p * n + j]);
                 s += v2;
                 mag += fabs(v2);
             }
             s *= alpha;
             if (cshape < 5) {
-                double cv = cshape == 0 ? c[0] : cshape == 1 || cshape == 2 ? c[j]
-                                               : cshape == 3 ? c[i] : c[i * n + j];
+                double cv = cshape == 0                  ? c[0]
+                            : cshape == 1 || cshape == 2 ? c[j]
+                            : cshape == 3                ? c[i]
+                                                         : c[i * n + j];
                 s += beta * cv;
             }
             check_close(y[i * n + j], act_model(s, act), mag + 2, what, (size_t)(i * n + j));
@@ -809,9 +895,9 @@ static void matmul_op_case(int threads)
     free(mdl.d);
     assert_int_equal(ny, b1 * b2 * m * n);
     char what[120];
-    snprintf(what, sizeof(what), "MatMul [%lld,%lld,%lld,%lld] x B%s n=%lld isa=%s",
-             (long long)b1, (long long)b2, (long long)m, (long long)k,
-             const_b ? "[k,n]" : "[b2,k,n]", (long long)n, kern_isa_name(KERN_ISA_AUTO));
+    snprintf(what, sizeof(what), "MatMul [%lld,%lld,%lld,%lld] x B%s n=%lld isa=%s", (long long)b1,
+             (long long)b2, (long long)m, (long long)k, const_b ? "[k,n]" : "[b2,k,n]",
+             (long long)n, kern_isa_name(KERN_ISA_AUTO));
     for (int64_t z = 0; z < b1 * b2; z++) {
         const float *az = a + z * m * k, *bz = b + (const_b ? 0 : (z % b2) * k * n);
         for (int64_t i = 0; i < m; i++)
@@ -850,6 +936,7 @@ int main(void)
         cmocka_unit_test(gemm_driver_matches_reference),
         cmocka_unit_test(sgemm_matches_reference),
         cmocka_unit_test(depthwise_matches_reference),
+        cmocka_unit_test(transpose_matches_reference),
         cmocka_unit_test(conv_matches_reference),
         cmocka_unit_test(gemm_and_matmul_match_reference),
     };

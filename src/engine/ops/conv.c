@@ -25,6 +25,7 @@
 #include "engine/kernels/gemm.h"
 #include "engine/kernels/half.h"
 #include "engine/kernels/parallel.h"
+#include "engine/kernels/transpose.h"
 #include "engine/kernels/simd.h"
 #include "engine/kernels/window.h"
 
@@ -732,29 +733,29 @@ KERN_CLONES static void transpose_out(void *arg, int64_t task, int slot)
     (void)slot;
     const copy_ctx *cc = arg;
     int64_t n = cc->p->w.out_size, mg = cc->p->mg;
-    const float *restrict ct = cc->src;
-    float *restrict y = cc->dst;
+    const float *ct = cc->src;
+    float *y = cc->dst;
     int64_t m0 = task * 32, m1 = min64(mg, m0 + 32);
-    const float *restrict r = cc->residual;
+    const float *r = cc->residual;
+    bool relu = cc->act && cc->act->act == KERN_ACT_RELU;
     for (int64_t i0 = 0; i0 < n; i0 += 32) {
         int64_t i1 = min64(n, i0 + 32);
-        if (!r) {
-            for (int64_t m = m0; m < m1; m++)
-                for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m];
-            continue;
-        }
-        bool relu = cc->act && cc->act->act == KERN_ACT_RELU;
+        kern_transpose(KERN_ISA_AUTO, ct + i0 * mg + m0, mg, y + m0 * n + i0, n, i1 - i0, m1 - m0);
+        if (!r) continue;
+        /* The block is still in L1: add the residual, then activate. */
         for (int64_t m = m0; m < m1; m++) {
+            float *restrict row = y + m * n;
+            const float *restrict rr = r + m * n;
             if (relu) {
                 /* The usual case (ResNet's Add + Relu), inline; NaN stays NaN. */
                 for (int64_t i = i0; i < i1; i++) {
-                    float v = ct[i * mg + m] + r[m * n + i];
-                    y[m * n + i] = v < 0.0f ? 0.0f : v;
+                    float v = row[i] + rr[i];
+                    row[i] = v < 0.0f ? 0.0f : v;
                 }
                 continue;
             }
-            for (int64_t i = i0; i < i1; i++) y[m * n + i] = ct[i * mg + m] + r[m * n + i];
-            if (cc->act) kern_activate(y + m * n + i0, i1 - i0, cc->act);
+            for (int64_t i = i0; i < i1; i++) row[i] += rr[i];
+            if (cc->act) kern_activate(row + i0, i1 - i0, cc->act);
         }
     }
 }
