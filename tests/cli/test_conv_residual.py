@@ -122,3 +122,17 @@ def test_conv_with_four_inputs_is_rejected(tmp_path):
     path.write_bytes(model.SerializeToString())
     np.save(tmp_path / "x.npy", np.ones((1, 4, 3, 3), np.float32))
     assert_error(ferry("run", path, tmp_path / "x.npy"), None, "at most 3 inputs")
+
+
+def test_residual_that_cannot_broadcast_is_a_clear_error(tmp_path):
+    w = np.ones((4, 4, 1, 1), np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Add", ["c", "r"], ["y"])]
+    model = make_model(nodes, [float_info("x", ["N", 4, 3, 3]), float_info("r", ["M", 4, 3, 3])],
+                       [float_info("y", None)], [init("w", w)])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    np.save(tmp_path / "x.npy", np.ones((2, 4, 3, 3), np.float32))
+    np.save(tmp_path / "r.npy", np.ones((3, 4, 3, 3), np.float32))
+    assert_error(ferry("run", path, tmp_path / "x.npy", tmp_path / "r.npy"), None,
+                 "Add fused into this Conv", "cannot be broadcast")

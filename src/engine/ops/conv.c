@@ -20,6 +20,7 @@
  * the workspace; float64 uses a plain direct loop.
  */
 #include "engine/op.h"
+#include "engine/ops/elementwise_common.h"
 
 #include "engine/kernels/depthwise.h"
 #include "engine/kernels/gemm.h"
@@ -923,35 +924,13 @@ static bool same_dims(const eng_tensor *a, const eng_tensor *b)
     return a->rank == b->rank && !memcmp(a->dims, b->dims, (size_t)a->rank * sizeof(a->dims[0]));
 }
 
-/* Y = A + R with numpy broadcasting; A is the convolution's result, shaped like CONV. */
-static void add_broadcast(eng_tensor *y, const float *a, const eng_tensor *conv,
-                          const eng_tensor *r)
+/* One run of the broadcast sum (see broadcast_apply): S[k] is 1 where input k advances. */
+static void add_rows_f32(void *out, const void *const *in, const int *s, int64_t n, const void *p)
 {
-    int rank = y->rank;
-    int64_t sa[FERRY_MAX_RANK], sr[FERRY_MAX_RANK], idx[FERRY_MAX_RANK] = {0};
-    int64_t na = 1, nr = 1;
-    for (int d = rank - 1; d >= 0; d--) {
-        int da = d - (rank - conv->rank), dr = d - (rank - r->rank);
-        int64_t ea = da < 0 ? 1 : conv->dims[da], er = dr < 0 ? 1 : r->dims[dr];
-        sa[d] = ea == 1 ? 0 : na;
-        sr[d] = er == 1 ? 0 : nr;
-        na *= ea;
-        nr *= er;
-    }
-    const float *rv = r->data;
-    float *out = y->data;
-    int64_t total = eng_numel(y), oa = 0, orr = 0;
-    for (int64_t i = 0; i < total; i++) {
-        out[i] = a[oa] + rv[orr];
-        for (int d = rank - 1; d >= 0; d--) {
-            oa += sa[d];
-            orr += sr[d];
-            if (++idx[d] < y->dims[d]) break;
-            oa -= sa[d] * y->dims[d];
-            orr -= sr[d] * y->dims[d];
-            idx[d] = 0;
-        }
-    }
+    (void)p;
+    float *o = out;
+    const float *a = in[0], *b = in[1];
+    for (int64_t i = 0; i < n; i++) o[i] = a[i * s[0]] + b[i * s[1]];
 }
 
 static ferry_status *conv_infer(eng_op_call *call)
@@ -989,7 +968,8 @@ static ferry_status *conv_infer(eng_op_call *call)
             ws += align64((size_t)eng_numel(y) * sizeof(float));
             eng_tensor conv = *y;
             const eng_tensor *pair[2] = {&conv, r};
-            if ((st = eng_broadcast_shapes(y, pair, 2))) return st;
+            if ((st = eng_broadcast_shapes(y, pair, 2)))
+                return core_error_wrap(st, "the Add fused into this Conv");
         }
     }
     call->workspace_size = ws;
@@ -1017,7 +997,9 @@ static ferry_status *conv_run(eng_op_call *call)
             float *tmp = (float *)((char *)call->workspace + p.total_ws);
             conv_float(call, &p, x->data, wt, b ? b->data : NULL, NULL, false, tmp,
                        call->workspace);
-            add_broadcast(y, tmp, &conv, r);
+            conv.data = tmp;
+            const eng_tensor *sum[2] = {&conv, r};
+            broadcast_apply(call, y, sum, 2, add_rows_f32, NULL, GRAIN_CHEAP);
             kern_epilogue act = node_epilogue(call->node);
             kern_activate(y->data, eng_numel(y), &act);
             break;
