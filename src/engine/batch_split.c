@@ -308,6 +308,7 @@ struct eng_split {
     eng_node_counter *counters; /* n_plans x n_nodes, while profiling */
     eng_tensor *outs;           /* the whole batch's outputs */
     void *out_data;
+    size_t sample_bytes; /* one sample's arena for sig's shapes apart from the batch; 0: unknown */
 };
 
 static void reset(eng_split *s)
@@ -379,10 +380,25 @@ static int64_t slice_size(int64_t n, int64_t limit)
 
 /* Decides how INPUTS run and prepares the plans and outputs for it. Any failure to plan a
  * slice leaves the batch to run whole, where the same problem gets its proper error. */
+/* INPUTS have SIG's dtypes and shapes, except perhaps the batch. */
+static bool same_sample_shape(const eng_tensor *sig, const ferry_model *m, const eng_tensor *inputs)
+{
+    for (int i = 0; i < m->n_inputs; i++) {
+        const eng_tensor *a = &sig[i], *b = &inputs[i];
+        if (a->dtype != b->dtype || a->rank != b->rank ||
+            memcmp(a->dims + 1, b->dims + 1, (size_t)(a->rank - 1) * sizeof(a->dims[0])))
+            return false;
+    }
+    return true;
+}
+
 static ferry_status *decide(eng_split *s, const ferry_model *m, const eng_tensor *inputs,
                             core_threadpool *threads)
 {
+    /* A batcher's changing batch sizes need one sample's plan only once. */
+    size_t known = s->sig && same_sample_shape(s->sig, m, inputs) ? s->sample_bytes : 0;
     reset(s);
+    s->sample_bytes = known;
     s->sig = calloc((size_t)m->n_inputs, sizeof(*s->sig));
     eng_tensor *views = calloc((size_t)m->n_inputs, sizeof(*views));
     eng_plan *plan = NULL;
@@ -394,15 +410,18 @@ static ferry_status *decide(eng_split *s, const ferry_model *m, const eng_tensor
     }
     s->decided = true;
     int64_t batch = inputs[0].dims[0];
-    if ((st = build(m, inputs, 1, views, &plan))) goto decline;
-    size_t per_sample = eng_plan_arena_bytes(plan);
+    size_t per_sample = known;
+    if (!per_sample) {
+        if ((st = build(m, inputs, 1, views, &plan))) goto decline;
+        per_sample = s->sample_bytes = eng_plan_arena_bytes(plan);
+    }
     if (per_sample == 0 || per_sample * (size_t)batch <= m->batch_slice_bytes) goto decline;
     int64_t slice = slice_size(batch, (int64_t)(m->batch_slice_bytes / per_sample));
-    if (slice > 1) {
+    if (plan && slice > 1) {
         eng_plan_free(plan);
         plan = NULL;
-        if ((st = build(m, inputs, slice, views, &plan))) goto decline;
     }
+    if (!plan && (st = build(m, inputs, slice, views, &plan))) goto decline;
     for (int i = 0; i < m->n_outputs; i++) {
         const eng_tensor *t = eng_plan_value(plan, m->outputs[i]);
         if (t->rank < 1 || t->dims[0] != slice || !core_dtype_is_flat(t->dtype)) goto decline;
@@ -440,9 +459,11 @@ decline:
     eng_plan_free(plan);
     free(views);
     eng_tensor *sig = s->sig;
+    size_t sample_bytes = s->sample_bytes;
     s->sig = NULL;
     reset(s);
     s->sig = sig;
+    s->sample_bytes = sample_bytes;
     s->decided = true;
     return NULL;
 nomem:

@@ -538,6 +538,33 @@ static void slices_batches_without_changing_results(void **state)
                 for (int64_t i = 0; i < batch * 2; i++) assert_float_equal(sliced[i], whole[i], 0);
             }
     }
+    /* One context through changing batch sizes, as a dynamic batcher drives it: the decision
+     * for each size must be its own, whatever the sizes before it. */
+    pbw m = profiled_model();
+    ferry_model_options opts3 = {.intra_op_threads = 3, .batch_slice_bytes = 200};
+    ferry_model *model;
+    assert_null(ferry_model_open_memory(m.d, m.n, &opts3, &model));
+    ferry_context *ctx;
+    assert_null(ferry_context_create(model, &ctx));
+    const int64_t sizes[] = {6, 3, 7, 6, 2, 9, 1, 8};
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        ferry_tensor_view in = {FERRY_DTYPE_FLOAT, 2, {sizes[k], 3}, x}, out;
+        assert_null(ferry_context_run(ctx, &in, 1));
+        assert_null(ferry_context_output(ctx, 0, &out));
+        assert_int_equal(out.dims[0], sizes[k]);
+        const float *got = out.data;
+        for (int64_t r = 0; r < sizes[k]; r++)
+            for (int j = 0; j < 2; j++) {
+                const float w[6] = {1, 2, 3, 4, 5, 6};
+                float h = 0;
+                for (int q = 0; q < 3; q++) h += x[r * 3 + q] * w[q * 2 + j];
+                assert_float_equal(got[r * 2 + j], h < 0 ? 0 : h, 0);
+            }
+    }
+    ferry_context_destroy(ctx);
+    ferry_model_close(model);
+    free(m.d);
+
     /* Reference values: y = relu(x W) V^T with V the identity. */
     float y[2 * 9];
     ferry_model_options opts = {.batch_slice_bytes = 1};
