@@ -1,6 +1,6 @@
 /* plan.c - shape inference, plan-time evaluation, arena layout and execution of a plan. */
 #include "engine/plan.h"
-#include "engine/kernels/gemm.h"
+#include "core/memory.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -389,7 +389,7 @@ ferry_status *eng_plan_build(const ferry_model *m, const eng_tensor *inputs, boo
     copy_off = p->arena_size;
     for (int i = 0; i < p->n_out_copies; i++)
         p->arena_size += align_up(eng_nbytes(&p->vals[p->out_copies[i]]));
-    p->arena = kern_alloc_large(p->arena_size ? p->arena_size : ALIGN);
+    p->arena = core_alloc_large(p->arena_size ? p->arena_size : ALIGN);
     if (!p->arena) goto nomem;
     for (int b = 0; b < nb; b++) {
         void *addr = (uint8_t *)p->arena + bufs[b].offset;

@@ -20,6 +20,7 @@
  * own copy of the B block (cheap next to the multiplications it feeds).
  */
 #include "engine/kernels/gemm.h"
+#include "core/memory.h"
 
 #include "engine/kernels/gemm_internal.h"
 #include "engine/kernels/parallel.h"
@@ -362,18 +363,6 @@ struct kern_packed {
     float *data; /* k-slice starting at pc at data + pc * pad; panel r of it at + r * kc */
 };
 
-void *kern_alloc_large(size_t bytes)
-{
-    const size_t huge = (size_t)2 << 20;
-    if (bytes < huge) return aligned_alloc(64, align64(bytes));
-    void *p = NULL;
-    if (posix_memalign(&p, huge, align64(bytes))) return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    (void)madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
 static kern_packed *packed_new(const kern_gemm_isa *isa, int side, int64_t dim, int64_t k)
 {
     if (!isa || dim <= 0 || k <= 0) return NULL;
@@ -385,7 +374,7 @@ static kern_packed *packed_new(const kern_gemm_isa *isa, int side, int64_t dim, 
     p->k = k;
     p->pad = round_up(dim, side == SIDE_A ? isa->mr : isa->nr);
     p->bytes = align64((size_t)(p->pad * k) * sizeof(float));
-    p->data = kern_alloc_large(p->bytes);
+    p->data = core_alloc_large(p->bytes);
     if (!p->data) {
         free(p);
         return NULL;

@@ -109,10 +109,6 @@ void kern_packed_free(kern_packed *p);
  * packed): clean pages of a file mapping leave the resident set and come back from the page
  * cache if they are read after all. Never changes what the memory holds. */
 void kern_release_pages(const void *p, size_t n);
-/* Allocates BYTES 64-byte aligned for large, long-lived, hot data (packed weights, arenas):
- * from 2 MiB up, aligned and advised for transparent huge pages, which spares the TLB misses
- * of streaming megabytes through 4 KiB pages. Free with free(). */
-void *kern_alloc_large(size_t bytes);
 /* Bytes the packed panels occupy (for memory accounting). */
 size_t kern_packed_bytes(const kern_packed *p);
 
